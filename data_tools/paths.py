@@ -1,0 +1,28 @@
+"""Default locations that chain the synthetic pipeline (relative to the working directory).
+
+prepare writes DEFAULT_PREPARED_DIR, search writes DEFAULT_SEARCH_DIR/architecture.json,
+train writes DEFAULT_TRAIN_DIR/best.pt, and each later step reads the earlier one's default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_SYNTHETIC_RAW_DIR = Path("data/synthetic")
+DEFAULT_PREPARED_DIR = Path("data/prepared")
+DEFAULT_SEARCH_DIR = Path("runs/search")
+DEFAULT_TRAIN_DIR = Path("runs/train")
+DEFAULT_TRAIN_ANN_DIR = Path("runs/train_ann")
+DEFAULT_EVAL_DIR = Path("runs/eval")
+DEFAULT_ENERGY_DIR = Path("runs/energy")
+DEFAULT_POINTCLOUD_DIR = Path("runs/pointcloud")
+DEFAULT_INFER_DIR = Path("runs/infer")
+SHIPPED_ARCHITECTURE = Path(__file__).resolve().parent.parent / "configs" / "arch" / "spikedhs_mvsec.json"
+SEARCHED_ARCHITECTURE = DEFAULT_SEARCH_DIR / "architecture.json"
+BEST_CHECKPOINT_NAME = "best.pt"
+LAST_CHECKPOINT_NAME = "last.pt"
+
+
+def default_architecture() -> Path:
+    """The architecture found by stereo/search.py if present, else the shipped MVSEC one."""
+    return SEARCHED_ARCHITECTURE if SEARCHED_ARCHITECTURE.is_file() else SHIPPED_ARCHITECTURE

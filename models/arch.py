@@ -1,0 +1,145 @@
+"""Architecture files: the versioned JSON that search writes and training reads (SPEC §6).
+
+{
+  "format": "spikedhs-stereo-architecture", "version": 1,
+  "num_bins": 5, "max_disparity_px": 48,
+  "feature":  {"path": [1, 0], "genotype": [[edge, op], ... 6 rows], "filter_multiplier": 8,
+               "block_multiplier": 3, "steps": 3},
+  "matching": {... same keys ...},
+  "lif_b": {"feature.stem.0.neuron": 3.0, ...},   # per-layer surrogate sharpness (DGS result)
+  "source": "free text: where it came from"
+}
+
+Genotype rows are [edge index 0-8, op index into topology.OPS], two rows per node in node order.
+The loader says exactly what is wrong with a bad file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_tools.atomic import write_json_atomic
+from data_tools.errors import UserError
+from models.topology import EDGES, NUM_EDGES, NUM_LEVELS, NUM_NODES, OPS, PAD_MULTIPLE, path_error
+
+ARCH_FORMAT = "spikedhs-stereo-architecture"
+ARCH_VERSION = 1
+
+
+@dataclass
+class NetSpec:
+    """One searched network (feature or matching): its layer path and its cell genotype."""
+
+    path: list[int]
+    genotype: list[list[int]]
+    filter_multiplier: int = 8
+    block_multiplier: int = 3
+    steps: int = NUM_NODES
+
+
+@dataclass
+class Architecture:
+    feature: NetSpec
+    matching: NetSpec
+    num_bins: int = 5
+    max_disparity_px: int = 48
+    lif_b: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": ARCH_FORMAT, "version": ARCH_VERSION, **asdict(self)}
+
+    def save(self, path: Path | str) -> None:
+        write_json_atomic(path, self.to_dict())
+
+
+def genotype_error(genotype: Any) -> str | None:
+    """None for a valid genotype, else what is wrong with it."""
+    if not isinstance(genotype, list) or len(genotype) != 2 * NUM_NODES:
+        return f"expected {2 * NUM_NODES} rows [edge, op] (two per node), got {genotype!r}"
+    for row_index, row in enumerate(genotype):
+        node = row_index // 2
+        if not (isinstance(row, list) and len(row) == 2 and all(isinstance(v, int) for v in row)):
+            return f"row {row_index} must be [edge, op] integers, got {row!r}"
+        edge, op = row
+        if not 0 <= edge < NUM_EDGES:
+            return f"row {row_index}: edge {edge} out of range 0..{NUM_EDGES - 1}"
+        if not 0 <= op < len(OPS):
+            return f"row {row_index}: unknown op {op} (ops are {', '.join(f'{i}={n}' for i, n in enumerate(OPS))})"
+        if EDGES[edge][0] != node:
+            return f"row {row_index}: edge {edge} feeds node {EDGES[edge][0]}, but rows {2 * node}-{2 * node + 1} belong to node {node}"
+    for node in range(NUM_NODES):
+        if genotype[2 * node][0] == genotype[2 * node + 1][0]:
+            return f"node {node} uses edge {genotype[2 * node][0]} twice"
+    return None
+
+
+def _net_from_dict(payload: Any, name: str, where: str) -> NetSpec:
+    if not isinstance(payload, dict):
+        raise UserError(f"{where}: '{name}' must be an object with path and genotype")
+    unknown = set(payload) - {"path", "genotype", "filter_multiplier", "block_multiplier", "steps"}
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {sorted(unknown)} in '{name}'")
+    for key in ("path", "genotype"):
+        if key not in payload:
+            raise UserError(f"{where}: '{name}' has no '{key}'")
+    spec = NetSpec(**payload)
+    if (problem := path_error(spec.path, NUM_LEVELS)) is not None:
+        raise UserError(f"{where}: bad {name} path: {problem}")
+    if (problem := genotype_error(spec.genotype)) is not None:
+        raise UserError(f"{where}: bad {name} genotype: {problem}")
+    for key in ("filter_multiplier", "block_multiplier", "steps"):
+        value = getattr(spec, key)
+        if not isinstance(value, int) or value < 1:
+            raise UserError(f"{where}: {name}.{key} must be a positive integer, got {value!r}")
+    if spec.steps != NUM_NODES:
+        raise UserError(f"{where}: {name}.steps must be {NUM_NODES} (the cell has {NUM_NODES} nodes)")
+    return spec
+
+
+def architecture_from_dict(payload: Any, where: str = "architecture") -> Architecture:
+    """Validate plain data (a file or a checkpoint's embedded copy) into an Architecture."""
+    if not isinstance(payload, dict):
+        raise UserError(f"{where}: expected a JSON object")
+    if payload.get("format") != ARCH_FORMAT:
+        raise UserError(f"{where}: not a SpikeDHS-Stereo architecture file (format must be '{ARCH_FORMAT}')")
+    if payload.get("version") != ARCH_VERSION:
+        raise UserError(f"{where}: unsupported architecture version {payload.get('version')!r} (expected {ARCH_VERSION})")
+    known = {"format", "version", "feature", "matching", "num_bins", "max_disparity_px", "lif_b", "source"}
+    if unknown := set(payload) - known:
+        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}")
+    for key in ("feature", "matching"):
+        if key not in payload:
+            raise UserError(f"{where}: missing '{key}'")
+    arch = Architecture(
+        feature=_net_from_dict(payload["feature"], "feature", where),
+        matching=_net_from_dict(payload["matching"], "matching", where),
+        num_bins=payload.get("num_bins", 5),
+        max_disparity_px=payload.get("max_disparity_px", 48),
+        lif_b=payload.get("lif_b", {}),
+        source=payload.get("source", ""),
+    )
+    if not isinstance(arch.num_bins, int) or arch.num_bins < 1:
+        raise UserError(f"{where}: num_bins must be a positive integer, got {arch.num_bins!r}")
+    if not isinstance(arch.max_disparity_px, int) or arch.max_disparity_px <= 0 or arch.max_disparity_px % PAD_MULTIPLE:
+        raise UserError(f"{where}: max_disparity_px must be a positive multiple of {PAD_MULTIPLE}, got {arch.max_disparity_px!r}")
+    if not isinstance(arch.lif_b, dict) or not all(
+        isinstance(v, (int, float)) and 1.0 <= v <= 6.0 for v in arch.lif_b.values()
+    ):
+        raise UserError(f"{where}: lif_b must map layer names to numbers in [1, 6]")
+    return arch
+
+
+def load_architecture(path: Path | str) -> Architecture:
+    """Read and validate an architecture file; every problem is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: architecture file not found")
+    try:
+        payload = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    return architecture_from_dict(payload, str(path))

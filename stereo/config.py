@@ -1,0 +1,190 @@
+"""One typed configuration for search, training, evaluation and energy, loaded from YAML.
+
+A YAML file may hold any subset of the sections below; ``--set section.key=value`` on the
+command line overrides single values (parsed as YAML, so ``--set train.milestones=[5,10]``
+works). Unknown sections or keys are user errors that name the file and the key. The whole
+config is saved inside every checkpoint as plain data (``config_to_dict``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_tools.constants import DEFAULT_NUM_BINS, NETWORK_MAX_DISPARITY_PX
+from data_tools.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    num_bins: int = DEFAULT_NUM_BINS
+    encoding: str = "binary"  # binary | count | signed
+    crop_height: int = 192
+    crop_width: int = 288
+    num_workers: int = 0
+    max_train_examples: int = 0  # 0 = all; small values keep demos short
+    max_val_examples: int = 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 2
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    milestones: list[int] = field(default_factory=lambda: [50, 100, 150])
+    lr_gamma: float = 0.5
+    rate_penalty: float = 0.0  # lambda_rate * mean firing rate of the chosen LIF layers (SPEC §7)
+    rate_layers: list[str] = field(default_factory=lambda: ["feature", "matching"])  # module-name prefixes
+    grad_clip: float = 0.0
+    log_every: int = 10
+
+
+@dataclass
+class SearchConfig:
+    epochs: int = 10
+    batch_size: int = 1
+    feature_layers: int = 2
+    matching_layers: int = 4
+    filter_multiplier: int = 4
+    block_multiplier: int = 3
+    steps: int = 3
+    max_disparity_px: int = NETWORK_MAX_DISPARITY_PX
+    weight_lr: float = 2e-3
+    weight_lr_min: float = 1e-4
+    weight_momentum: float = 0.9
+    weight_decay: float = 3e-4
+    arch_lr: float = 2e-3
+    arch_weight_decay: float = 1e-3
+    arch_start_epoch: int = 3
+    rate_penalty: float = 0.0
+
+
+@dataclass
+class DGSConfig:
+    enabled: bool = True
+    every_epochs: int = 5
+    max_batches: int = 200
+    layers: list[str] = field(default_factory=lambda: ["feature.stem.0"])
+    deltas: list[float] = field(default_factory=lambda: [-0.4, -0.2, 0.0, 0.2, 0.4])
+    alpha_init: float = 1e-3
+    alpha_lr: float = 0.01
+    candidate_lr: float = 1e-3
+    b_min: float = 1.0
+    b_max: float = 6.0
+
+
+@dataclass
+class EvalConfig:
+    mask: str = "both"  # dense | events | both
+    include_empty: bool = False
+    batch_size: int = 1
+    max_examples: int = 0
+
+
+@dataclass
+class EnergyConfig:
+    e_ac_pj: float = 0.9
+    e_mac_pj: float = 4.6
+    num_examples: int = 8
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    dgs: DGSConfig = field(default_factory=DGSConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Check ``value`` against the type of the field's default; ints are accepted for floats."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    else:
+        ok = True
+    if not ok:
+        raise UserError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _apply(config: Config, section: str, key: str, value: Any, where: str) -> None:
+    sections = {f.name for f in dataclasses.fields(config)}
+    if section not in sections:
+        raise UserError(f"{where}: unknown config section '{section}' (known: {', '.join(sorted(sections))})")
+    target = getattr(config, section)
+    keys = {f.name for f in dataclasses.fields(target)}
+    if key not in keys:
+        raise UserError(f"{where}: unknown key '{section}.{key}' (known: {', '.join(sorted(keys))})")
+    setattr(target, key, _coerce(value, getattr(target, key), f"{where}: '{section}.{key}'"))
+
+
+def config_from_dict(payload: dict[str, Any], where: str = "config") -> Config:
+    """Build a Config from nested plain data (a YAML file or a checkpoint's embedded config)."""
+    config = Config()
+    if not isinstance(payload, dict):
+        raise UserError(f"{where}: expected a mapping of sections, got {type(payload).__name__}")
+    for section, values in payload.items():
+        if not isinstance(values, dict):
+            raise UserError(f"{where}: section '{section}' must be a mapping")
+        for key, value in values.items():
+            _apply(config, section, key, value, where)
+    return config
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then ``section.key=value`` overrides."""
+    payload: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            payload = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    config = config_from_dict(payload, str(path) if path else "config")
+    for item in overrides or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise UserError(f"--set {item!r}: expected section.key=value, e.g. train.lr=1e-3")
+        dotted, raw = item.split("=", 1)
+        section, key = dotted.split(".", 1)
+        _apply(config, section, key, yaml.safe_load(raw), f"--set {item}")
+    return config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested data (safe for ``torch.load(weights_only=True)`` and JSON)."""
+    return dataclasses.asdict(config)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default_config: Path | str | None = None) -> None:
+    """The shared --config / --set / --device / --seed options of every entry script."""
+    parser.add_argument("--config", type=Path, default=default_config, help="YAML config file")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable), e.g. --set train.epochs=5",
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
