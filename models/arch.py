@@ -95,8 +95,11 @@ def _net_from_dict(payload: Any, name: str, where: str) -> NetSpec:
         value = getattr(spec, key)
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{where}: {name}.{key} must be a positive integer, got {value!r}")
-    if spec.steps != NUM_NODES:
-        raise UserError(f"{where}: {name}.steps must be {NUM_NODES} (the cell has {NUM_NODES} nodes)")
+    if spec.steps != NUM_NODES or spec.block_multiplier != spec.steps:
+        raise UserError(
+            f"{where}: {name}.steps and {name}.block_multiplier must both be {NUM_NODES} "
+            f"(the cell output concatenates its {NUM_NODES} nodes)"
+        )
     return spec
 
 

@@ -1,0 +1,41 @@
+"""Candidate operations of a cell edge and binary-preserving resampling between levels (SPEC §5, §6).
+
+Each op keeps its identity after decoding: ``skip_connect`` is the identity (cells run every edge
+at one level and channel count, so shapes always allow it), ``snn_b3``/``snn_b5`` are conv3x3 + BN
+feeding a LIF whose surrogate starts at b = 3 / 5.
+Resampling uses max-pooling down and nearest-neighbour up, so spikes stay exactly 0/1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.neurons import ConvBNLIF
+from models.topology import OP_INITIAL_B, OPS
+
+
+def make_op(name: str, channels: int, dims: int, ann: bool = False) -> nn.Module:
+    """One candidate op working on (T, B, channels, *spatial) sequences."""
+    if name == "skip_connect":
+        return nn.Identity()
+    if name in OP_INITIAL_B:
+        return ConvBNLIF(channels, channels, 3, dims=dims, b=OP_INITIAL_B[name], ann=ann)
+    raise ValueError(f"unknown op {name!r}; expected one of {OPS}")
+
+
+def resample_levels(x_seq: torch.Tensor, from_level: int, to_level: int) -> torch.Tensor:
+    """Move a (T, B, C, *spatial) sequence between levels: max-pool by 2^k down, nearest x2^k up."""
+    if from_level == to_level:
+        return x_seq
+    steps, batch = x_seq.shape[:2]
+    flat = x_seq.flatten(0, 1)
+    dims = flat.dim() - 2
+    factor = 2 ** abs(to_level - from_level)
+    if to_level > from_level:
+        pool = F.max_pool2d if dims == 2 else F.max_pool3d
+        flat = pool(flat, kernel_size=factor, stride=factor)
+    else:
+        flat = F.interpolate(flat, scale_factor=factor, mode="nearest")
+    return flat.unflatten(0, (steps, batch))
