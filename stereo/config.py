@@ -63,6 +63,11 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     arch_start_epoch: int = 3
     rate_penalty: float = 0.0
+    rate_layers: list[str] = field(default_factory=lambda: ["feature", "matching"])  # module-name prefixes
+    arch_init_std: float = 1e-3  # alpha/beta start near uniform (DARTS)
+    grad_clip: float = 5.0  # max norm of the weight gradients; 0 = off
+    use_dgs: bool = False  # run DGS (section dgs) during the search as well as in retraining
+    retrain_filter_multiplier: int = 8  # channel sizes written into architecture.json for retraining
 
 
 @dataclass
@@ -85,6 +90,8 @@ class EvalConfig:
     include_empty: bool = False
     batch_size: int = 1
     max_examples: int = 0
+    sgbm_tune_examples: int = 50  # validation examples the SGBM grid is tuned on (0 = all)
+    viz_examples: int = 8  # panels written by --viz when no --viz-indices is given
 
 
 @dataclass
@@ -92,6 +99,7 @@ class EnergyConfig:
     e_ac_pj: float = 0.9
     e_mac_pj: float = 4.6
     num_examples: int = 8
+    tradeoff_examples: int = 0  # examples for the MDE of the accuracy-energy picture (0 = whole split)
 
 
 @dataclass

@@ -1,0 +1,124 @@
+"""``torch.utils.data.Dataset`` over a prepared folder: events voxelised on the fly (SPEC §3).
+
+Because the prepared files hold rectified events, not tensors, any number of bins and any
+encoding can be chosen here without rereading the raw recording. HDF5 handles are opened
+lazily in each worker process (h5py handles cannot be pickled into DataLoader workers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the Blosc filter)
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data_tools.constants import NETWORK_MAX_DISPARITY_PX
+from data_tools.errors import UserError
+from data_tools.events import Events
+from data_tools.mvsec import SIDES
+from data_tools.prepared import read_events, read_manifest
+from data_tools.voxel import ENCODING_CHANNELS, check_encoding, voxelize
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def valid_disparity(disp_px: np.ndarray, max_disparity_px: float) -> np.ndarray:
+    """Finite, positive and not above the maximum: the pixels every loss and metric may use."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(disp_px) & (disp_px > 0) & (disp_px <= max_disparity_px)
+
+
+class StereoEventDataset(Dataset):
+    """Examples of one split: dict with left, right (T, C, H, W), disp_px, valid, event_mask, metadata."""
+
+    def __init__(self, prepared_dir: Path | str, split: str, num_bins: int | None = None,
+                 encoding: str | None = None, crop: tuple[int, int] | None = None, seed: int = 0,
+                 max_examples: int = 0, max_disparity_px: float = NETWORK_MAX_DISPARITY_PX):
+        self.prepared_dir = Path(prepared_dir)
+        manifest = read_manifest(self.prepared_dir)
+        if split not in SPLIT_NAMES:
+            raise UserError(f"split '{split}': expected one of {', '.join(SPLIT_NAMES)}")
+        self.manifest = manifest
+        self.num_bins = int(num_bins if num_bins is not None else manifest["num_bins"])
+        self.encoding = encoding if encoding is not None else manifest["encoding"]
+        check_encoding(self.encoding)
+        if self.num_bins < 1:
+            raise UserError(f"num_bins {self.num_bins}: expected at least 1")
+        self.in_channels = ENCODING_CHANNELS[self.encoding]
+        self.height, self.width = int(manifest["height"]), int(manifest["width"])
+        self.window_us = int(manifest["window_ms"]) * 1000
+        self.focal_baseline_px_m = float(manifest["focal_baseline_px_m"])
+        intr = manifest["intrinsics"]
+        self.intrinsics = (float(intr["f"]), float(intr["cx"]), float(intr["cy"]))
+        self.max_disparity_px = float(max_disparity_px)
+        if crop is not None and (crop[0] > self.height or crop[1] > self.width or min(crop) < 1):
+            raise UserError(f"crop {tuple(crop)}: expected 1..{self.height} x 1..{self.width}")
+        self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        self.seed = seed
+        self.examples = [(seq, int(row)) for seq, row in manifest["splits"][split]]
+        if max_examples > 0:
+            self.examples = self.examples[:max_examples]
+        for seq in {seq for seq, _ in self.examples}:
+            if not (self.prepared_dir / manifest["sequences"][seq]["file"]).is_file():
+                raise UserError(f"{self.prepared_dir / manifest['sequences'][seq]['file']}: prepared file missing")
+        self._files: dict[str, h5py.File] = {}
+        self._rng: np.random.Generator | None = None
+        self._rng_worker: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def _file(self, sequence: str) -> h5py.File:
+        if sequence not in self._files:
+            self._files[sequence] = h5py.File(self.prepared_dir / self.manifest["sequences"][sequence]["file"], "r")
+        return self._files[sequence]
+
+    def _crop_origin(self) -> tuple[int, int]:
+        """Random crop corner; each DataLoader worker draws from its own seeded stream."""
+        info = torch.utils.data.get_worker_info()
+        worker = -1 if info is None else info.id
+        if self._rng is None or self._rng_worker != worker:
+            entropy = [self.seed] if info is None else [self.seed, info.id, info.seed % (2**32)]
+            self._rng, self._rng_worker = np.random.default_rng(entropy), worker
+        return (int(self._rng.integers(0, self.height - self.crop[0] + 1)),
+                int(self._rng.integers(0, self.width - self.crop[1] + 1)))
+
+    def _spikes(self, events: Events, t_end_us: int, y0: int, x0: int, height: int, width: int) -> torch.Tensor:
+        x = events.x.astype(np.int64) - x0
+        y = events.y.astype(np.int64) - y0
+        voxels = voxelize(x, y, events.t_us, events.p, t_end_us - self.window_us, t_end_us, self.num_bins,
+                          height, width, self.encoding)
+        return torch.from_numpy(voxels)
+
+    def __getitem__(self, index: int) -> dict:
+        sequence, row = self.examples[index]
+        h5 = self._file(sequence)
+        t_end_us = int(h5["t_us"][row])
+        y0, x0 = (0, 0) if self.crop is None else self._crop_origin()
+        height, width = (self.height, self.width) if self.crop is None else self.crop
+        window = (slice(y0, y0 + height), slice(x0, x0 + width))
+        disp = np.asarray(h5["disp_px"][row], dtype=np.float32)[window]
+        valid = valid_disparity(disp, self.max_disparity_px)
+        item = {side: self._spikes(read_events(h5[side], row), t_end_us, y0, x0, height, width) for side in SIDES}
+        item.update({
+            "disp_px": torch.from_numpy(np.where(valid, disp, 0.0).astype(np.float32)),
+            "valid": torch.from_numpy(valid),
+            "event_mask": torch.from_numpy(np.asarray(h5["event_mask"][row], dtype=bool)[window].copy()),
+            "sequence": sequence,
+            "frame_index": int(h5["frame_index"][row]),
+            "t_us": t_end_us,
+        })
+        return item
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_files"] = {}
+        return state
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files = {}

@@ -1,0 +1,169 @@
+"""Evaluate disparity and depth error of a checkpoint (and baselines) by the published protocol (SPEC §8).
+
+    python eval/disparity.py [--checkpoint runs/train/best.pt] [--data data/prepared] [--split test]
+        [--mask both] [--include-empty] [--baselines sgbm,ann --ann-checkpoint runs/train_ann/best.pt]
+        [--viz [--viz-indices 0,5,9|all]] [--out runs/eval]
+
+Writes metrics.json and metrics.csv (method, mask, sequence -> MDE, 1/2/3PA, RMSE, depth errors,
+images used), with --viz panels/<index>_<sequence>_<frame>.png and summary.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_tools import paths
+from data_tools.atomic import atomic_path, write_json_atomic
+from data_tools.constants import MAX_DISPARITY_IN_DATA_PX
+from data_tools.errors import UserError, run_cli
+from eval.evaluate import CountImages, evaluate, network_predictor, sgbm_predictor
+from eval.metrics import METRIC_KEYS
+from eval.plots import example_panel, summary_grid
+from stereo.config import add_config_arguments, load_config
+from stereo.runtime import resolve_device, seed_everything
+
+METHOD_LABELS = {"snn": "SNN", "ann": "ANN twin", "sgbm": "SGBM"}
+BASELINES = ("sgbm", "ann")
+SUMMARY_ROWS = 4
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Disparity/depth evaluation by the published MVSEC protocol.")
+    parser.add_argument("--checkpoint", type=Path, default=paths.DEFAULT_TRAIN_DIR / paths.BEST_CHECKPOINT_NAME)
+    parser.add_argument("--data", type=Path, default=paths.DEFAULT_PREPARED_DIR, help="prepared dataset folder")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--mask", choices=("dense", "events", "both"), default=None,
+                        help="ground-truth mask(s) to report (default: config eval.mask)")
+    parser.add_argument("--include-empty", action="store_true", default=None,
+                        help="count images without valid pixels with zero error (DDES) instead of skipping them")
+    parser.add_argument("--baselines", default="", help="comma-separated: sgbm, ann")
+    parser.add_argument("--ann-checkpoint", type=Path, default=paths.DEFAULT_TRAIN_ANN_DIR / paths.BEST_CHECKPOINT_NAME)
+    parser.add_argument("--viz", action="store_true", help="write panel PNGs and a summary figure")
+    parser.add_argument("--viz-indices", default="", help="'all' or comma-separated example indices (default: evenly spaced)")
+    parser.add_argument("--out", type=Path, default=paths.DEFAULT_EVAL_DIR)
+    add_config_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def parse_baselines(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in BASELINES]:
+        raise UserError(f"--baselines {text}: unknown baseline(s) {', '.join(unknown)}; expected a subset of sgbm,ann")
+    return names
+
+
+def viz_indices(text: str, count: int, default_count: int) -> list[int]:
+    """'all', an explicit list, or ``default_count`` evenly spaced indices."""
+    if text == "all":
+        return list(range(count))
+    if text:
+        try:
+            chosen = sorted({int(v) for v in text.split(",")})
+        except ValueError:
+            raise UserError(f"--viz-indices {text}: expected 'all' or comma-separated integers") from None
+        if bad := [i for i in chosen if not 0 <= i < count]:
+            raise UserError(f"--viz-indices: {bad[0]} is outside the split's examples 0..{count - 1}")
+        return chosen
+    return sorted(set(np.linspace(0, count - 1, min(default_count, count)).round().astype(int).tolist()))
+
+
+def format_results(results: dict[str, Any], mask_modes: list[str]) -> str:
+    header = (f"{'method':<9} {'sequence':<18} {'MDE px':>7} {'1PA %':>6} {'2PA %':>6} {'3PA %':>6} {'RMSE':>6} "
+              f"{'depth cm':>8} {'median cm':>9} {'images':>9}")
+    lines = []
+    for mode in mask_modes:
+        lines += ["", f"ground truth: {'dense (all valid pixels)' if mode == 'dense' else 'event-masked (last 15 000 left events)'}", header]
+        for method, by_mask in results.items():
+            for sequence, m in by_mask[mode].items():
+                lines.append(f"{METHOD_LABELS[method]:<9} {sequence:<18} {m['mde_px']:>7.3f} {m['1pa']:>6.1f} {m['2pa']:>6.1f} "
+                             f"{m['3pa']:>6.1f} {m['rmse_px']:>6.2f} {m['mean_depth_err_cm']:>8.1f} "
+                             f"{m['median_depth_err_cm']:>9.1f} {m['images_used']:>4}/{m['images_total']:<4}")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, results: dict[str, Any]) -> None:
+    fields = ("method", "mask", "sequence", *METRIC_KEYS, "images_used", "images_total", "num_pixels")
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for method, by_mask in results.items():
+            for mode, by_seq in by_mask.items():
+                for sequence, m in by_seq.items():
+                    writer.writerow({"method": method, "mask": mode, "sequence": sequence, **{k: m[k] for k in fields[3:]}})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    mask = args.mask or cfg.eval.mask
+    mask_modes = ["dense", "events"] if mask == "both" else [mask]
+    include_empty = cfg.eval.include_empty if args.include_empty is None else True
+    baselines = parse_baselines(args.baselines)
+    limit = cfg.eval.max_examples
+
+    main_run, ckpt, dataset = network_predictor(args.checkpoint, device, args.data, args.split, limit, "--checkpoint")
+    main_name = "ann" if ckpt["ann"] else "snn"
+    available = len(dataset.manifest["splits"][args.split])
+    if len(dataset) < available:
+        print(f"evaluating the first {len(dataset)} of {available} {args.split} examples (eval.max_examples = {limit})")
+    methods = {main_name: main_run}
+    checkpoints = {main_name: str(args.checkpoint.resolve())}
+    record: dict[str, Any] = {}
+    if "ann" in baselines:
+        if main_name == "ann":
+            raise UserError(f"--checkpoint {args.checkpoint} is already an ANN twin; drop 'ann' from --baselines")
+        methods["ann"], _, _ = network_predictor(args.ann_checkpoint, device, args.data, args.split, limit,
+                                                 "--ann-checkpoint", want_ann=True, reference=dataset)
+        checkpoints["ann"] = str(args.ann_checkpoint.resolve())
+    counts = CountImages(args.data, args.split, limit) if ("sgbm" in baselines or args.viz) else None
+    if "sgbm" in baselines:
+        methods["sgbm"], record["sgbm"] = sgbm_predictor(args.data, args.split, limit, cfg.eval.sgbm_tune_examples, counts)
+        print(f"SGBM tuned on {record['sgbm']['tuned_on']}: {record['sgbm']['params']}")
+
+    chosen = set(viz_indices(args.viz_indices, len(dataset), cfg.eval.viz_examples)) if args.viz else set()
+    summary_rows: list[dict[str, Any]] = []
+    panels: list[str] = []
+
+    def draw(index: int, item: dict[str, Any], preds: dict[str, np.ndarray]) -> None:
+        if index not in chosen:
+            return
+        events, _, _ = counts.pair(index, item)
+        gt, valid = item["disp_px"].numpy(), item["valid"].numpy().astype(bool)
+        name = f"{index:05d}_{item['sequence']}_{item['frame_index']}.png"
+        title = f"{item['sequence']} frame {item['frame_index']} ({METHOD_LABELS[main_name]}, {args.checkpoint.name})"
+        example_panel(args.out / "panels" / name, events, preds[main_name], gt, valid, MAX_DISPARITY_IN_DATA_PX, title)
+        panels.append(name)
+        if len(summary_rows) < SUMMARY_ROWS:
+            summary_rows.append({"events": events, "gt": gt, "valid": valid,
+                                 "title": f"{item['sequence']} #{item['frame_index']}", **preds})
+
+    results, seconds = evaluate(dataset, methods, mask_modes, include_empty, draw if args.viz else None)
+    if "sgbm" in record:
+        fractions = record["sgbm"].pop("valid_fraction")
+        record["sgbm"]["mean_valid_fraction"] = float(np.mean(fractions)) if fractions else None
+    print(format_results(results, mask_modes))
+    print("\nseconds per example: " + ", ".join(f"{METHOD_LABELS[m]} {s:.3f}" for m, s in seconds.items()))
+    summary = {
+        "split": args.split, "data": str(args.data.resolve()), "checkpoints": checkpoints,
+        "examples": len(dataset), "examples_in_split": available,
+        "include_empty": include_empty, "masks": mask_modes, "labels": {m: METHOD_LABELS[m] for m in methods},
+        "results": results, "seconds_per_example": seconds, "device": str(device), **record,
+    }
+    write_json_atomic(args.out / "metrics.json", summary)
+    write_csv(args.out / "metrics.csv", results)
+    print(f"\nwrote {args.out / 'metrics.json'} and {args.out / 'metrics.csv'}")
+    if args.viz and summary_rows:
+        summary_grid(args.out / "summary.png", summary_rows, summary["labels"], MAX_DISPARITY_IN_DATA_PX)
+        print(f"wrote {len(panels)} panels to {args.out / 'panels'} and {args.out / 'summary.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,124 @@
+"""Run several disparity methods over one split and score them by the published protocol (SPEC §8).
+
+A method is a function ``(index, item) -> (H, W) disparity``: a network checkpoint or SGBM. Every
+method sees every example of the split; metrics are per image, then averaged per sequence and overall,
+for the dense and the event-masked ground truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_tools.dataset import StereoEventDataset
+from data_tools.errors import UserError
+from eval.metrics import group_aggregate, image_metrics
+from eval.runner import check_input_format, load_network, open_split, predict
+from eval.sgbm import count_image, parameter_grid, sgbm_disparity, tune
+
+Predictor = Callable[[int, dict[str, Any]], np.ndarray]
+MASK_MODES = ("dense", "events")
+
+
+def gt_masks(item: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Dense = every valid GT pixel; events = valid pixels hit by the last 15 000 left events."""
+    valid = item["valid"].numpy().astype(bool)
+    return {"dense": valid, "events": valid & item["event_mask"].numpy().astype(bool)}
+
+
+class CountImages:
+    """Event-count images (uint8) of both views, from the same split voxelised as one count bin."""
+
+    def __init__(self, data_dir: Path, split: str, max_examples: int = 0) -> None:
+        self.dataset = open_split(data_dir, split, 1, "count", max_examples)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def pair(self, index: int, expect: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        item = self.dataset[index]
+        if expect is not None and (item["sequence"], item["frame_index"]) != (expect["sequence"], expect["frame_index"]):
+            raise RuntimeError("count images out of step with the evaluated examples")
+        return count_image(item["left"].numpy()), count_image(item["right"].numpy()), item
+
+
+def network_predictor(path: Path, device: torch.device, data_dir: Path, split: str, max_examples: int,
+                      option: str, want_ann: bool | None = None, reference: StereoEventDataset | None = None
+                      ) -> tuple[Predictor, dict[str, Any], StereoEventDataset]:
+    """A checkpoint as a method; it reads its own voxelisation (T, encoding) of the split."""
+    model, ckpt = load_network(path, device, option, want_ann)
+    dataset = open_split(data_dir, split, int(ckpt["num_bins"]), ckpt["encoding"], max_examples)
+    check_input_format(dataset, ckpt, path)
+    same = reference is not None and (dataset.num_bins, dataset.encoding) == (reference.num_bins, reference.encoding)
+
+    def run(index: int, item: dict[str, Any]) -> np.ndarray:
+        own = item if same or reference is None else dataset[index]
+        return predict(model, own["left"], own["right"], device)
+
+    return run, ckpt, dataset
+
+
+def sgbm_predictor(data_dir: Path, split: str, max_examples: int, tune_examples: int, counts: CountImages | None = None
+                   ) -> tuple[Predictor, dict[str, Any]]:
+    """SGBM with its parameters tuned on the validation split; also returns the tuning record."""
+    val = CountImages(data_dir, "val", tune_examples)
+    pairs, gts, masks = [], [], []
+    for index in range(len(val)):
+        left, right, item = val.pair(index)
+        pairs.append((left, right))
+        gts.append(item["disp_px"].numpy())
+        masks.append(gt_masks(item)["dense"])
+    best, table = tune(pairs, gts, masks, parameter_grid())
+    counts = counts or CountImages(data_dir, split, max_examples)
+    valid_fractions: list[float] = []
+
+    def run(index: int, item: dict[str, Any]) -> np.ndarray:
+        left, right, _ = counts.pair(index, item)
+        disp, valid_fraction = sgbm_disparity(left, right, best)
+        valid_fractions.append(valid_fraction)
+        return disp
+
+    record = {"params": best.to_dict(), "grid": table, "tuned_on": f"val ({len(val)} examples, dense MDE)",
+              "invalid_handling": "SGBM's invalid pixels filled from the nearest valid SGBM pixel; all GT pixels scored",
+              "valid_fraction": valid_fractions}
+    return run, record
+
+
+def evaluate(
+    dataset: StereoEventDataset,
+    methods: dict[str, Predictor],
+    mask_modes: Sequence[str] = MASK_MODES,
+    include_empty: bool = False,
+    on_example: Callable[[int, dict[str, Any], dict[str, np.ndarray]], None] | None = None,
+    progress: str = "evaluate",
+) -> tuple[dict[str, dict[str, dict[str, dict[str, float]]]], dict[str, float]]:
+    """results[method][mask][sequence or 'all'] -> metrics, and seconds per example per method."""
+    for mode in mask_modes:
+        if mode not in MASK_MODES:
+            raise UserError(f"--mask {mode}: expected dense, events or both")
+    records: dict[str, dict[str, list]] = {m: {mode: [] for mode in mask_modes} for m in methods}
+    seconds = dict.fromkeys(methods, 0.0)
+    fb = dataset.focal_baseline_px_m
+    for index in tqdm(range(len(dataset)), desc=progress, unit="example"):
+        item = dataset[index]
+        gt = item["disp_px"].numpy()
+        masks = gt_masks(item)
+        preds = {}
+        for name, method in methods.items():
+            start = time.perf_counter()
+            preds[name] = method(index, item)
+            seconds[name] += time.perf_counter() - start
+            for mode in mask_modes:
+                records[name][mode].append((item["sequence"], image_metrics(preds[name], gt, masks[mode], fb)))
+        if on_example is not None:
+            on_example(index, item, preds)
+    results = {name: {mode: group_aggregate(recs, include_empty) for mode, recs in by_mask.items()}
+               for name, by_mask in records.items()}
+    per_example = {name: s / max(len(dataset), 1) for name, s in seconds.items()}
+    return results, per_example

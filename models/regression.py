@@ -1,0 +1,23 @@
+"""From a coarse matching cost to a disparity map in pixels (SPEC §7).
+
+The cost (one channel over D = maxdisp/3 disparities at 1/3 resolution) is upsampled trilinearly to
+(maxdisp, H, W), turned into a distribution with a softmin over disparity, and its expectation is the
+sub-pixel disparity (soft argmin, as GC-Net/LEAStereo).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def upsample_cost(cost: torch.Tensor, max_disp: int, height: int, width: int) -> torch.Tensor:
+    """(B, 1, D, h, w) -> (B, max_disp, height, width) by trilinear interpolation."""
+    return F.interpolate(cost, size=(max_disp, height, width), mode="trilinear", align_corners=False).squeeze(1)
+
+
+def soft_argmin_disparity(cost: torch.Tensor) -> torch.Tensor:
+    """(B, D, H, W) cost -> (B, H, W) expected disparity under softmin(cost) over D (index d = d px)."""
+    prob = F.softmin(cost, dim=1)
+    disparities = torch.arange(cost.shape[1], dtype=cost.dtype, device=cost.device)
+    return torch.einsum("bdhw,d->bhw", prob, disparities)

@@ -1,0 +1,93 @@
+"""The retrained spiking stereo network built from an architecture file (SPEC §5-§7).
+
+left, right (B, T, C, H, W) event tensors
+  -> both views folded into the batch (shared weights, separate neuron state), padded to a multiple of 24
+  -> feature TrellisNet (2D, spikes at level 0 = 1/3 resolution) per time step
+  -> concatenation cost volume over D = maxdisp/3 per time step
+  -> matching TrellisNet (3D) -> mean over T -> Conv3d to one cost channel
+  -> trilinear upsample to (maxdisp, H, W) -> softmin over disparity -> expectation -> crop back.
+
+The ANN twin (``ann=True``) is the same architecture with ReLU in place of every LIF, run once (T = 1)
+on the input summed over time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data_tools.errors import UserError
+from models.arch import Architecture
+from models.cost_volume import concat_cost_volume
+from models.neurons import MultiStepLIF, SequenceReLU, lif_modules
+from models.regression import soft_argmin_disparity, upsample_cost
+from models.topology import LEVEL_DOWNSAMPLE, PAD_MULTIPLE
+from models.trellis import TrellisNet, genotype_edge_ops, path_transitions
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """Zero-pad the last two axes (H, W) at the bottom and right up to a multiple (zero = no events)."""
+    height, width = x.shape[-2:]
+    return F.pad(x, (0, -width % multiple, 0, -height % multiple))
+
+
+def build_trellis(spec, dims: int, in_channels: int, ann: bool) -> TrellisNet:
+    """A retrained feature (2D) or matching (3D) net: the decoded path and genotype of ``spec``."""
+    return TrellisNet(dims, in_channels, spec.filter_multiplier, spec.steps,
+                      path_transitions(spec.path), genotype_edge_ops(spec.genotype), ann)
+
+
+class SpikingStereoNet(nn.Module):
+    def __init__(self, arch: Architecture, in_channels: int = 2, ann: bool = False) -> None:
+        super().__init__()
+        self.ann = ann
+        self.max_disp = arch.max_disparity_px
+        self.num_disp = arch.max_disparity_px // LEVEL_DOWNSAMPLE[0]
+        self.feature = build_trellis(arch.feature, 2, in_channels, ann)
+        self.matching = build_trellis(arch.matching, 3, 2 * self.feature.out_channels, ann)
+        self.cost_head = nn.Conv3d(self.matching.out_channels, 1, 3, padding=1)
+        apply_lif_b(self, arch.lif_b)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) left and right -> (B, H, W) disparity in pixels."""
+        if left.shape != right.shape or left.dim() != 5:
+            raise ValueError(f"expected two (B, T, C, H, W) tensors of one shape, got {tuple(left.shape)} and {tuple(right.shape)}")
+        batch = left.shape[0]
+        height, width = left.shape[-2:]
+        views = torch.cat([left, right], dim=0)
+        if self.ann:
+            views = views.sum(dim=1, keepdim=True)
+        x_seq = pad_to_multiple(views).transpose(0, 1)  # (T, 2B, C, Hp, Wp)
+        feats = self.feature(x_seq)
+        steps = feats.shape[0]
+        feat_left, feat_right = feats[:, :batch], feats[:, batch:]
+        volume = concat_cost_volume(feat_left.flatten(0, 1), feat_right.flatten(0, 1), self.num_disp)
+        matched = self.matching(volume.unflatten(0, (steps, batch)))  # (T, B, Cm, D, h, w)
+        cost = self.cost_head(matched.mean(dim=0))
+        cost = upsample_cost(cost, self.max_disp, x_seq.shape[-2], x_seq.shape[-1])
+        return soft_argmin_disparity(cost)[:, :height, :width]
+
+
+def neuron_names(model: nn.Module) -> set[str]:
+    """Names of the activation modules (LIF, or ReLU in the ANN twin) — the keys of ``lif_b``."""
+    return {name for name, m in model.named_modules() if isinstance(m, (MultiStepLIF, SequenceReLU))}
+
+
+def apply_lif_b(model: nn.Module, lif_b: dict[str, float]) -> None:
+    """Set each named LIF's surrogate sharpness b; names that are no activation are a user error.
+
+    The ANN twin has ReLUs at the same names and no b, so names are checked and nothing is set.
+    """
+    if unknown := sorted(set(lif_b) - neuron_names(model)):
+        raise UserError(f"architecture lif_b names layer(s) the network does not have: {', '.join(unknown[:5])}"
+                        f"{' ...' if len(unknown) > 5 else ''} (expected LIF module names such as feature.stem.0.neuron)")
+    lifs = lif_modules(model)
+    for name, b in lif_b.items():
+        if name in lifs:
+            lifs[name].b.fill_(float(b))
+
+
+def current_lif_b(model: nn.Module) -> dict[str, float]:
+    """Every LIF's current b by module name (what DGS moved), for architecture files and checkpoints."""
+    return {name: round(float(m.b), 6) for name, m in lif_modules(model).items()}

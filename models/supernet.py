@@ -1,0 +1,134 @@
+"""The search supernet (SPEC §6): the stereo network with every cell op and every trellis move built.
+
+``SearchStereoNet`` is the retrained ``SpikingStereoNet`` with its feature and matching nets swapped for
+``SearchTrellis`` nets: the same ``TrellisNet`` built over the whole trellis table with all three ops on
+every edge, plus that net's own alpha (9 edges x 3 ops) and beta (layers x 4 levels x 3 moves). The
+forward pass (padding, cost volume, head, soft-argmin) is the retrained network's, not a copy, and
+module names match, so a retrained network's state-dict keys are a subset of the supernet's.
+
+Modes of each ``SearchTrellis``:
+- search: op weights softmax(alpha) per edge, move weights softmax(beta) over the valid moves of each
+  source level;
+- discrete (``set_discrete(arch)``): exact 0/1 op masks from a genotype and only the cells of a path,
+  which computes exactly what ``SpikingStereoNet(arch)`` computes with the same weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.arch import Architecture, NetSpec
+from models.decode import decode_genotype, move_probabilities, viterbi_path
+from models.neurons import lif_modules
+from models.stereo_net import SpikingStereoNet, neuron_names
+from models.topology import MOVES, NUM_EDGES, NUM_LEVELS, NUM_NODES, OPS
+from models.trellis import TrellisNet, all_edge_ops, genotype_op_mask, supernet_transitions
+
+# Placeholder cell of the template network SpikingStereoNet.__init__ builds before the swap.
+_TEMPLATE_GENOTYPE = [[0, 0], [1, 0], [2, 0], [3, 0], [5, 0], [6, 0]]
+
+
+class SearchTrellis(TrellisNet):
+    """A supernet feature (2D) or matching (3D) net holding its own architecture parameters."""
+
+    def __init__(self, dims: int, in_channels: int, filter_multiplier: int, steps: int, num_layers: int,
+                 ann: bool = False, init_std: float = 1e-3) -> None:
+        super().__init__(dims, in_channels, filter_multiplier, steps, supernet_transitions(num_layers),
+                         all_edge_ops(), ann)
+        self.num_layers = num_layers
+        self.alpha = nn.Parameter(init_std * torch.randn(NUM_EDGES, len(OPS)))
+        self.beta = nn.Parameter(init_std * torch.randn(num_layers, NUM_LEVELS, len(MOVES)))
+        self.discrete: NetSpec | None = None
+
+    def op_weights(self) -> torch.Tensor:
+        """softmax(alpha) over the ops of each edge (9 x 3)."""
+        return torch.softmax(self.alpha, dim=-1)
+
+    def move_probs(self) -> torch.Tensor:
+        """(layers, levels, 3): softmax(beta) over the valid moves of each source level, 0 elsewhere."""
+        return move_probabilities(self.beta)
+
+    def set_discrete(self, spec: NetSpec | None) -> None:
+        """Run only ``spec``'s path with exact 0/1 op masks (None: back to the weighted supernet)."""
+        if spec is not None and len(spec.path) != self.num_layers:
+            raise ValueError(f"path {spec.path} has {len(spec.path)} layers, the supernet {self.num_layers}")
+        self.discrete = spec
+
+    def decode(self) -> tuple[list[int], list[list[int]]]:
+        """(Viterbi path, genotype) of the current alpha and beta; in discrete mode, the fixed ones."""
+        if self.discrete is not None:
+            return list(self.discrete.path), [list(row) for row in self.discrete.genotype]
+        return viterbi_path(self.move_probs()), decode_genotype(self.op_weights())
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.discrete is not None:
+            mask = genotype_op_mask(self.discrete.genotype).to(x_seq.device, x_seq.dtype)
+            return super().forward(x_seq, op_weights=mask, path=self.discrete.path)
+        return super().forward(x_seq, op_weights=self.op_weights(), move_probs=self.move_probs())
+
+
+class SearchStereoNet(SpikingStereoNet):
+    """Supernet with SpikingStereoNet's forward; ``arch_parameters``/``weight_parameters`` split the two sets."""
+
+    def __init__(self, in_channels: int = 2, num_bins: int = 5, max_disparity_px: int = 48,
+                 feature_layers: int = 2, matching_layers: int = 4, filter_multiplier: int = 4,
+                 steps: int = NUM_NODES, ann: bool = False, init_std: float = 1e-3) -> None:
+        template = Architecture(
+            feature=NetSpec([0] * feature_layers, _TEMPLATE_GENOTYPE, filter_multiplier, steps, steps),
+            matching=NetSpec([0] * matching_layers, _TEMPLATE_GENOTYPE, filter_multiplier, steps, steps),
+            num_bins=num_bins, max_disparity_px=max_disparity_px,
+        )
+        super().__init__(template, in_channels, ann)
+        self.num_bins = num_bins
+        self.in_channels = in_channels
+        self.filter_multiplier = filter_multiplier
+        self.steps = steps
+        self.feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std)
+        self.matching = SearchTrellis(3, 2 * self.feature.out_channels, filter_multiplier, steps,
+                                      matching_layers, ann, init_std)
+
+    @classmethod
+    def from_architecture(cls, arch: Architecture, in_channels: int = 2, ann: bool = False) -> SearchStereoNet:
+        """A supernet sized like ``arch`` (its channels and layer counts), in discrete mode on it."""
+        if arch.feature.filter_multiplier != arch.matching.filter_multiplier:
+            raise ValueError("the supernet shares one filter multiplier between feature and matching nets")
+        net = cls(in_channels, arch.num_bins, arch.max_disparity_px, len(arch.feature.path),
+                  len(arch.matching.path), arch.feature.filter_multiplier, arch.feature.steps, ann)
+        net.set_discrete(arch)
+        return net
+
+    def set_discrete(self, arch: Architecture | None) -> None:
+        """Discrete mode on ``arch``'s paths and genotypes, or back to the weighted supernet (None)."""
+        self.feature.set_discrete(arch.feature if arch else None)
+        self.matching.set_discrete(arch.matching if arch else None)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.feature.alpha, self.feature.beta, self.matching.alpha, self.matching.beta]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch_ids = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch_ids]
+
+    def decode(self, filter_multiplier: int | None = None, source: str = "") -> Architecture:
+        """The architecture the current alpha/beta select, with the current b of its LIF layers.
+
+        ``filter_multiplier`` sets the channel sizes written for retraining (default: the supernet's).
+        """
+        fm = self.filter_multiplier if filter_multiplier is None else filter_multiplier
+        specs = {}
+        for name, net in (("feature", self.feature), ("matching", self.matching)):
+            path, genotype = net.decode()
+            specs[name] = NetSpec(path, genotype, fm, self.steps, self.steps)
+        arch = Architecture(specs["feature"], specs["matching"], self.num_bins, self.max_disp, {}, source)
+        # The retrained net's LIF names (a cheap fm = 1 build) are a subset of the supernet's.
+        names = neuron_names(SpikingStereoNet(_with_filter_multiplier(arch, 1), self.in_channels, self.ann))
+        lifs = lif_modules(self)
+        arch.lif_b = {name: round(float(lifs[name].b), 6) for name in sorted(names) if name in lifs}
+        return arch
+
+
+def _with_filter_multiplier(arch: Architecture, fm: int) -> Architecture:
+    def resized(spec: NetSpec) -> NetSpec:
+        return NetSpec(spec.path, spec.genotype, fm, spec.block_multiplier, spec.steps)
+    return Architecture(resized(arch.feature), resized(arch.matching), arch.num_bins, arch.max_disparity_px)

@@ -1,0 +1,106 @@
+"""Checkpoints as plain data: everything evaluation needs, loadable with ``weights_only=True``.
+
+Every checkpoint holds the model weights (LIF b included, as buffers), the architecture (with the
+current per-LIF b written back), the full config, and the input format (``ann``, ``in_channels``,
+``num_bins``, ``encoding``). ``last.pt`` adds optimiser, scheduler, RNG and DGS state so that
+``--resume`` continues exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from data_tools.atomic import atomic_path
+from data_tools.errors import UserError
+from models.arch import architecture_from_dict
+from models.stereo_net import SpikingStereoNet, current_lif_b
+
+REQUIRED_KEYS = ("model_state", "architecture", "config", "ann", "in_channels", "num_bins", "encoding",
+                 "epoch", "best_val_mde_px")
+
+
+def model_payload(model: nn.Module, architecture: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The common part of best.pt and last.pt; ``architecture`` gets the model's current b per LIF."""
+    arch = dict(architecture)
+    if not fields.get("ann"):
+        arch["lif_b"] = current_lif_b(model)
+    return {"model_state": model.state_dict(), "architecture": arch, **fields}
+
+
+def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
+    """Write atomically: a reader never sees a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) generator states as plain data."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "gauss": gauss},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """random.setstate wants the nested tuples back (torch.load may hand lists)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint of this project; a missing or foreign file is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found (train one with stereo/train.py)")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise UserError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or (missing := [k for k in REQUIRED_KEYS if k not in ckpt]):
+        what = f"missing {', '.join(missing)}" if isinstance(ckpt, dict) else "not a dict"
+        raise UserError(f"{path}: not a SpikeDHS-Stereo checkpoint ({what})")
+    return ckpt
+
+
+def load_model_from_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> tuple[SpikingStereoNet, dict[str, Any]]:
+    """The network of a checkpoint, on ``device`` in eval mode, and the checkpoint dict itself."""
+    ckpt = load_checkpoint(path, device)
+    arch = architecture_from_dict(ckpt["architecture"], f"{path} (embedded architecture)")
+    model = SpikingStereoNet(arch, in_channels=int(ckpt["in_channels"]), ann=bool(ckpt["ann"]))
+    if (problem := state_mismatch(model.state_dict(), ckpt["model_state"])) is not None:
+        raise UserError(f"{path}: weights do not fit the embedded architecture ({problem})")
+    model.load_state_dict(ckpt["model_state"])
+    return model.to(device).eval(), ckpt
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str | None:
+    """None when ``found`` has exactly the tensors of ``expected`` with their shapes, else the first difference."""
+    if missing := sorted(set(expected) - set(found)):
+        return f"{len(missing)} tensor(s) missing, e.g. {missing[0]}"
+    if unexpected := sorted(set(found) - set(expected)):
+        return f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[0]}"
+    for name, tensor in expected.items():
+        if tuple(found[name].shape) != tuple(tensor.shape):
+            return f"{name} has shape {tuple(found[name].shape)}, expected {tuple(tensor.shape)}"
+    return None

@@ -1,0 +1,137 @@
+"""The stereo network: cost volume, disparity regression, any input size, view independence, decoded ops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from stereo_toys import calibrate_batchnorm, toy_architecture, toy_pair
+from torch import nn
+
+from data_tools.errors import UserError
+from models.cost_volume import concat_cost_volume
+from models.neurons import ConvBNLIF, MultiStepLIF, SequenceReLU
+from models.regression import soft_argmin_disparity, upsample_cost
+from models.stereo_net import SpikingStereoNet, current_lif_b
+
+
+def test_cost_volume_slice_d_pairs_left_with_right_shifted_by_d():
+    torch.manual_seed(0)
+    right = torch.rand(2, 3, 4, 10)
+    d_true = 3
+    left = torch.zeros_like(right)
+    left[..., d_true:] = right[..., :-d_true]  # left[x] = right[x - d]
+    volume = concat_cost_volume(left, right, num_disp=5)
+    assert volume.shape == (2, 6, 5, 4, 10)
+    for d in range(5):
+        lhs, rhs = volume[:, :3, d], volume[:, 3:, d]
+        assert torch.equal(lhs[..., d:], left[..., d:]) and torch.equal(rhs[..., d:], right[..., : 10 - d])
+        assert not lhs[..., :d].any() and not rhs[..., :d].any()  # no partner: zero in both halves
+    match = volume[:, :3, d_true, :, d_true:]
+    assert torch.equal(match, volume[:, 3:, d_true, :, d_true:])  # slice d_true matches wherever valid
+    assert not torch.equal(volume[:, :3, 1, :, 3:], volume[:, 3:, 1, :, 3:])
+
+
+def test_soft_argmin_recovers_a_peaked_cost():
+    disp_true = torch.tensor([[7.0, 30.0], [0.0, 47.0]])
+    d = torch.arange(48.0).view(1, 48, 1, 1)
+    cost = 50.0 * (d - disp_true).abs()  # softmin puts ~all mass on the true disparity
+    assert torch.allclose(soft_argmin_disparity(cost)[0], disp_true, atol=1e-4)
+    # Two equal minima at 10 and 11 give their mean: sub-pixel output
+    two = torch.full((1, 48, 1, 1), 100.0)
+    two[0, 10] = two[0, 11] = 0.0
+    assert soft_argmin_disparity(two).item() == pytest.approx(10.5, abs=1e-4)
+
+
+def test_upsample_cost_gives_full_resolution_disparity_axis():
+    cost = torch.arange(16.0).view(1, 1, 16, 1, 1).expand(1, 1, 16, 2, 3)
+    up = upsample_cost(cost, 48, 6, 9)
+    assert up.shape == (1, 48, 6, 9)
+    # with align_corners=False, full-resolution index 3d + 1 samples level-0 slice d exactly
+    assert torch.allclose(up[0, 3 * 5 + 1], torch.full((6, 9), 5.0))
+
+
+@pytest.mark.parametrize("ann", [False, True])
+def test_odd_input_sizes_come_back_at_input_size(ann):
+    torch.manual_seed(0)
+    net = SpikingStereoNet(toy_architecture(), in_channels=2, ann=ann).eval()
+    for height, width in ((260, 346), (50, 77)):
+        pair = toy_pair(height, width)
+        with torch.no_grad():
+            disp = net(pair["left"][None], pair["right"][None])
+        assert disp.shape == (1, height, width)
+        assert torch.isfinite(disp).all() and disp.min() >= 0 and disp.max() <= 23
+
+
+def test_a_view_gives_the_same_output_alone_or_beside_another_in_either_order():
+    torch.manual_seed(0)
+    a, b = toy_pair(48, 72, seed=1), toy_pair(48, 72, seed=2)
+    net = calibrate_batchnorm(SpikingStereoNet(toy_architecture(), in_channels=2), a)
+    with torch.no_grad():
+        feats_alone = net.feature(a["left"][:, None])
+        feats_first = net.feature(torch.stack([a["left"], b["left"]], dim=1))
+        feats_second = net.feature(torch.stack([b["right"], a["left"]], dim=1))
+        assert 0.02 < feats_alone.mean() < 0.98  # real spike patterns, not a silent network
+        assert torch.equal(feats_first[:, :1], feats_alone) and torch.equal(feats_second[:, 1:], feats_alone)
+        alone = net(a["left"][None], a["right"][None])
+        batched = net(torch.stack([b["left"], a["left"]]), torch.stack([b["right"], a["right"]]))
+        swapped = net(a["right"][None], a["left"][None])
+    assert torch.allclose(batched[1:], alone, atol=1e-5)
+    assert not torch.allclose(swapped, alone)  # the views are not interchangeable
+
+
+def test_decoded_ops_keep_their_identity_and_lif_b_is_applied():
+    arch = toy_architecture(lif_b={"feature.stem.0.neuron": 2.2})
+    net = SpikingStereoNet(arch, in_channels=2)
+    cell = net.feature.cells["0_0_1"]  # genotype rows: edge 0 skip, 1 b3, 2 b3, 3 b5, 7 b3, 8 skip
+    assert isinstance(cell.edges["0"]["skip_connect"], nn.Identity)
+    assert isinstance(cell.edges["8"]["skip_connect"], nn.Identity)
+    b3, b5 = cell.edges["1"]["snn_b3"], cell.edges["3"]["snn_b5"]
+    assert isinstance(b3, ConvBNLIF) and isinstance(b5, ConvBNLIF)
+    assert float(b3.neuron.b) == 3.0 and float(b5.neuron.b) == 5.0
+    assert b3.conv.weight.data_ptr() != b5.conv.weight.data_ptr()
+    x = (torch.rand(2, 1, cell.edges["1"]["snn_b3"].conv.in_channels, 4, 4) < 0.5).float()
+    assert torch.equal(cell.edges["0"]["skip_connect"](x), x)
+    b = current_lif_b(net)
+    assert b["feature.stem.0.neuron"] == pytest.approx(2.2) and b["feature.cells.0_0_1.edges.3.snn_b5.neuron"] == 5.0
+    assert all(isinstance(m, MultiStepLIF) for m in (b3.neuron, b5.neuron))
+    twin = SpikingStereoNet(arch, in_channels=2, ann=True)
+    assert isinstance(twin.feature.cells["0_0_1"].edges["3"]["snn_b5"].neuron, SequenceReLU)
+    assert current_lif_b(twin) == {}
+
+
+def test_unknown_lif_b_name_is_a_user_error():
+    with pytest.raises(UserError, match="feature.nope.neuron"):
+        SpikingStereoNet(toy_architecture(lif_b={"feature.nope.neuron": 3.0}))
+
+
+def test_ann_twin_sums_the_input_over_time():
+    torch.manual_seed(0)
+    twin = SpikingStereoNet(toy_architecture(), in_channels=2, ann=True).eval()
+    pair = toy_pair(48, 72, steps=3)
+    summed_left, summed_right = pair["left"].sum(0, keepdim=True)[None], pair["right"].sum(0, keepdim=True)[None]
+    with torch.no_grad():
+        assert torch.allclose(twin(pair["left"][None], pair["right"][None]), twin(summed_left, summed_right))
+
+
+def test_small_snn_learns_three_depths_below_one_pixel():
+    """Overfit one example with three fronto-parallel planes (4, 10, 16 px): eval-mode MDE < 1 px."""
+    torch.manual_seed(0)
+    pair = toy_pair(48, 96)
+    assert len(pair["disp_px"][pair["valid"]].unique()) == 3
+    net = SpikingStereoNet(toy_architecture(filter_multiplier=4), in_channels=2)
+    batch = {k: v[None] for k, v in pair.items()}
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    valid = pair["valid"]
+    for _ in range(70):
+        loss = torch.nn.functional.smooth_l1_loss(net(batch["left"], batch["right"])[0][valid], pair["disp_px"][valid])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    calibrate_batchnorm(net, pair)
+    with torch.no_grad():
+        pred = net(batch["left"], batch["right"])[0]
+    errors = (pred - pair["disp_px"]).abs()[valid]
+    assert errors.mean() < 1.0
+    for d in (4.0, 10.0, 16.0):  # every plane, not just the average, is recovered
+        plane = valid & (pair["disp_px"] == d)
+        assert (pred[plane] - d).abs().median() < 1.0

@@ -1,0 +1,116 @@
+"""The training loop: checkpoints, logs, exact resume, and clear errors for bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from stereo_toys import ToyStereoDataset, toy_architecture, toy_config
+
+from data_tools.errors import UserError
+from models.arch import Architecture
+from models.neurons import MultiStepLIF
+from stereo.checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
+from stereo.distributed import DistContext
+from stereo.training import train
+
+CPU = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
+
+
+def toy_data():
+    return ToyStereoDataset(4, 48, 72, seed=0), ToyStereoDataset(2, 48, 72, seed=100)
+
+
+def run(tmp_path, name: str, epochs: int, resume: bool = False, ann: bool = False) -> dict:
+    """Train the toy architecture into tmp_path/name; returns the last epoch's log row."""
+    train_set, val_set = toy_data()
+    return train(toy_config(epochs), toy_architecture(), train_set, val_set, tmp_path / name, CPU,
+                 ann=ann, resume=resume, seed=3)[1]
+
+
+def read_csv(path):
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_training_writes_loadable_checkpoints_logs_and_dgs_b(tmp_path):
+    row = run(tmp_path, "snn", epochs=2)
+    out = tmp_path / "snn"
+    last = torch.load(out / "last.pt", weights_only=True)
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert last["epoch"] == 2 and {"optimizer", "scheduler", "rng", "dgs_history"} <= set(last)
+    assert "optimizer" not in best and best["num_bins"] == 2 and best["encoding"] == "binary" and not best["ann"]
+    assert best["best_val_mde_px"] == min(float(r["val_mde_px"]) for r in read_csv(out / "metrics.csv"))
+    # DGS ran before epoch 2 on the stem and moved its b by one of the deltas; b is written back everywhere
+    (entry,) = last["dgs_history"]
+    assert entry["layer"] == "feature.stem.0" and entry["epoch"] == 1
+    new_b = entry["new_b"]
+    assert new_b - 3.0 == pytest.approx(entry["delta"]) and entry["delta"] in (-0.4, -0.2, 0.0, 0.2, 0.4)
+    assert last["architecture"]["lif_b"]["feature.stem.0.neuron"] == pytest.approx(new_b)
+    assert json.loads((out / "architecture.json").read_text())["lif_b"]["feature.stem.0.neuron"] == pytest.approx(new_b)
+    assert json.loads((out / "dgs_history.json").read_text())["history"][0]["new_b"] == new_b
+    rows = read_csv(out / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["b/feature.stem.0.neuron"]) == pytest.approx(new_b)
+    assert 0.0 < float(rows[1]["rate/feature.stem.0.neuron"]) < 1.0
+    assert float(rows[0]["lr"]) == 5e-3 and float(rows[1]["lr"]) == 5e-3 * 0.5  # milestone after epoch 1
+    assert row["epoch"] == 2 and any((out / "tensorboard").iterdir())
+    # the checkpoint alone rebuilds the network, in eval mode, with the trained weights and b
+    model, ckpt = load_model_from_checkpoint(out / "last.pt")
+    assert not model.training and ckpt["epoch"] == 2
+    assert float(model.feature.stem[0].neuron.b) == pytest.approx(new_b)
+    assert all(torch.equal(v, last["model_state"][k]) for k, v in model.state_dict().items())
+
+
+def test_ann_twin_trains_with_relu_and_no_b(tmp_path):
+    run(tmp_path, "ann", epochs=1, ann=True)
+    model, ckpt = load_model_from_checkpoint(tmp_path / "ann" / "best.pt")
+    assert ckpt["ann"] and model.ann and not any(isinstance(m, MultiStepLIF) for m in model.modules())
+    rows = read_csv(tmp_path / "ann" / "metrics.csv")
+    assert not any(key.startswith(("rate/", "b/")) for key in rows[0])
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    run(tmp_path, "straight", epochs=2)
+    run(tmp_path, "resumed", epochs=1)
+    run(tmp_path, "resumed", epochs=2, resume=True)
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    for key, value in straight["model_state"].items():
+        assert torch.equal(value, resumed["model_state"][key]), key
+    assert straight["dgs_history"] == resumed["dgs_history"]
+    assert straight["best_val_mde_px"] == resumed["best_val_mde_px"]
+    drop_time = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_csv(tmp_path / "straight" / "metrics.csv")]
+    assert drop_time == [{k: v for k, v in r.items() if k != "epoch_time_s"}
+                         for r in read_csv(tmp_path / "resumed" / "metrics.csv")]
+
+
+def test_resume_without_checkpoint_or_with_the_wrong_kind_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="last.pt: checkpoint not found"):
+        run(tmp_path, "nothing", epochs=1, resume=True)
+    run(tmp_path, "ann", epochs=1, ann=True)
+    with pytest.raises(UserError, match="ann=True"):
+        run(tmp_path, "ann", epochs=2, resume=True, ann=False)
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="missing.pt: checkpoint not found"):
+        load_model_from_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="text.pt: not a readable checkpoint"):
+        load_model_from_checkpoint(tmp_path / "text.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(UserError, match="foreign.pt: not a SpikeDHS-Stereo checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    run(tmp_path, "snn", epochs=1)
+    ckpt = torch.load(tmp_path / "snn" / "best.pt", weights_only=True)
+    other: Architecture = toy_architecture(feature_path=(0, 1))
+    save_checkpoint(tmp_path / "other.pt", {**ckpt, "architecture": other.to_dict()})
+    with pytest.raises(UserError, match="other.pt: weights do not fit the embedded architecture"):
+        load_model_from_checkpoint(tmp_path / "other.pt")
+    broken = {**ckpt, "architecture": {**other.to_dict(), "matching": {"path": [3], "genotype": []}}}
+    save_checkpoint(tmp_path / "broken.pt", broken)
+    with pytest.raises(UserError, match="broken.pt .embedded architecture.: bad matching path"):
+        load_model_from_checkpoint(tmp_path / "broken.pt")
