@@ -4,7 +4,8 @@ Both networks are built from the same architecture file (default: the shipped MV
 the same random binary events (T steps, 2 polarity channels, about 5 % of pixels active per bin).
 Inference: full 260 x 346 frames, eval mode, no grad. Training step: forward + smooth-L1 backward +
 Adam step on a batch of crops. Dense simulation costs the SNN about T times its twin; the goal is at
-most 1.2 T. Repeats are interleaved (SNN, ANN, SNN, ...) so a busy machine slows both alike; medians.
+most 1.2 T. Repeats are interleaved (SNN, ANN, SNN, ...) so a busy machine slows both alike; medians
+of wall time and of this process's CPU time (steadier when other jobs share the cores).
 Peak memory of one inference / training step: CUDA max_memory_allocated, or on CPU the growth of
 ru_maxrss in a fresh process (torch's CPU allocator is invisible to tracemalloc).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -40,27 +42,32 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def infer_once(net, left, right, device) -> float:
+def timed(fn, device: torch.device) -> tuple[float, float]:
+    """(wall s, CPU s of this process summed over threads): CPU time is steadier on a shared machine."""
+    sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def infer_once(net, left, right, device) -> tuple[float, float]:
     net.eval()
-    sync(device)
-    start = time.perf_counter()
     with torch.no_grad():
-        net(left, right)
-    sync(device)
-    return time.perf_counter() - start
+        return timed(lambda: net(left, right), device)
 
 
-def train_once(net, optimizer, left, right, device) -> float:
+def train_once(net, optimizer, left, right, device) -> tuple[float, float]:
     net.train()
     target = torch.rand(left.shape[0], *left.shape[-2:], device=device) * 40
-    sync(device)
-    start = time.perf_counter()
-    loss = F.smooth_l1_loss(net(left, right), target)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    sync(device)
-    return time.perf_counter() - start
+
+    def step() -> None:
+        loss = F.smooth_l1_loss(net(left, right), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return timed(step, device)
 
 
 def peak_memory_mib(arch_path: Path, ann: bool, kind: str, steps: int, crop, batch: int, device: torch.device) -> float:
@@ -115,20 +122,22 @@ def main() -> None:
     for name, net in nets.items():  # warm-up (allocator, kernels)
         infer_once(net, *full, device)
         train_once(net, optimizers[name], *crops, device)
-    times: dict[str, dict[str, list[float]]] = {k: {"infer": [], "train": []} for k in nets}
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {k: {"infer": [], "train": []} for k in nets}
     for _ in range(args.repeats):
         for name, net in nets.items():
             times[name]["infer"].append(infer_once(net, *full, device))
-            times[name]["train"].append(train_once(net, optimizers[name], *crops, device) / args.batch)
-    print(f"device {device}, threads {torch.get_num_threads()}, T = {steps}, inference 1 x {SENSOR_HEIGHT_PX}x{SENSOR_WIDTH_PX}, "
+            wall, cpu = train_once(net, optimizers[name], *crops, device)
+            times[name]["train"].append((wall / args.batch, cpu / args.batch))
+    print(f"device {device}, load average {os.getloadavg()[0]:.1f}, threads {torch.get_num_threads()}, T = {steps}, inference 1 x {SENSOR_HEIGHT_PX}x{SENSOR_WIDTH_PX}, "
           f"training {args.batch} x {args.crop[0]}x{args.crop[1]}, median of {args.repeats}")
-    print(f"{'':28s}{'SNN':>10s}{'ANN twin':>10s}{'SNN/ANN':>9s}{'/T':>7s}")
-    for kind, label in (("infer", "inference s/example"), ("train", "training step s/example")):
-        snn, ann = (statistics.median(times[k][kind]) for k in ("SNN", "ANN"))
-        print(f"{label:28s}{snn:10.3f}{ann:10.3f}{snn / ann:9.2f}{snn / ann / steps:7.2f}")
+    print(f"{'':34s}{'SNN':>10s}{'ANN twin':>10s}{'SNN/ANN':>9s}{'/T':>7s}")
+    for kind, label in (("infer", "inference"), ("train", "training step")):
+        for clock, clock_name in ((0, "wall"), (1, "CPU")):
+            snn, ann = (statistics.median(t[clock] for t in times[k][kind]) for k in ("SNN", "ANN"))
+            print(f"{f'{label} {clock_name} s/example':34s}{snn:10.3f}{ann:10.3f}{snn / ann:9.2f}{snn / ann / steps:7.2f}")
     for kind, label in (("infer", "peak memory infer MiB"), ("train", "peak memory train MiB")):
         snn, ann = memory["SNN"][kind], memory["ANN"][kind]
-        print(f"{label:28s}{snn:10.0f}{ann:10.0f}{snn / max(ann, 1e-9):9.2f}")
+        print(f"{label:34s}{snn:10.0f}{ann:10.0f}{snn / max(ann, 1e-9):9.2f}")
 
 
 if __name__ == "__main__":

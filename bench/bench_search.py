@@ -128,11 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-gib", type=float, default=8.0,
                         help="skip crops whose predicted peak passes this (the machine is shared)")
     parser.add_argument("--steps", type=int, default=1, help="timed steps per measurement (after one warm-up)")
+    parser.add_argument("--crops", default=",".join(f"{h}x{w}" for h, w in CROPS),
+                        help="comma-separated HxW crops, smallest first (multiples of 24)")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     rows: dict[str, list[dict]] = {"search": [], "retrain": []}
-    print(f"{'crop':>9} {'search s':>9} {'retrain s':>9} {'x time':>7} {'search GiB':>10} {'retrain GiB':>11} {'x mem':>6}")
-    for crop in CROPS:
+    print("peak memory: whole process (its step-free baseline in brackets); x mem compares peaks above baseline")
+    print(f"{'crop':>9} {'search s':>9} {'retrain s':>9} {'x time':>7} {'search GiB':>14} {'retrain GiB':>14} {'x mem':>6}")
+    crops = [tuple(int(v) for v in item.split("x")) for item in args.crops.split(",")]
+    for crop in crops:
         predicted = predicted_peak(rows["search"], crop[0] * crop[1])
         if predicted is not None and predicted > args.max_gib:
             print(f"{crop[0]}x{crop[1]:<5} skipped: predicted search peak {predicted:.1f} GiB > --max-gib {args.max_gib}")
@@ -141,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         r = run_child("retrain", crop, args.device, args.steps)
         rows["search"].append(s)
         rows["retrain"].append(r)
+        ratio = (s["peak_gib"] - s["base_gib"]) / max(r["peak_gib"] - r["base_gib"], 1e-9)
         print(f"{crop[0]:>4}x{crop[1]:<4} {s['step_s']:9.2f} {r['step_s']:9.2f} {s['step_s'] / r['step_s']:7.1f} "
-              f"{s['peak_gib']:10.2f} {r['peak_gib']:11.2f} {s['peak_gib'] / r['peak_gib']:6.1f}", flush=True)
+              f"{s['peak_gib']:6.2f} ({s['base_gib']:.2f}) {r['peak_gib']:7.2f} ({r['base_gib']:.2f}) {ratio:6.1f}",
+              flush=True)
     pixels = PAPER_CROP[0] * PAPER_CROP[1]
     for kind in ("search", "retrain"):
         fit = predicted_peak(rows[kind], pixels)

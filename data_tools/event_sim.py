@@ -45,14 +45,15 @@ class EventSimulator:
         self.reference += n_pos * self.c_pos - n_neg * self.c_neg
         pixels, times, polarity = [], [], []
         for counts, sign, thresholds in ((n_pos, 1, self.c_pos), (n_neg, -1, self.c_neg)):
-            flat_counts = counts.ravel()
-            pix = np.repeat(np.arange(flat_counts.size), flat_counts)
-            if pix.size == 0:
+            active = np.flatnonzero(counts)  # only the few pixels that cross a threshold
+            if active.size == 0:
                 continue
-            first = np.cumsum(flat_counts) - flat_counts
-            k = np.arange(pix.size) - np.repeat(first, flat_counts) + 1  # crossing number 1..n
-            ref_before = (self.reference.ravel() - sign * flat_counts * thresholds.ravel())[pix]
-            level = ref_before + sign * k * thresholds.ravel()[pix]
+            n = counts.ravel()[active]
+            pix = np.repeat(active, n)
+            k = np.arange(pix.size) - np.repeat(np.cumsum(n) - n, n) + 1  # crossing number 1..n
+            c = thresholds.ravel()[pix]
+            ref_before = self.reference.ravel()[pix] - sign * np.repeat(n, n) * c
+            level = ref_before + sign * k * c
             start, stop = self.previous.ravel()[pix], new.ravel()[pix]
             span = np.where(stop != start, stop - start, 1.0)
             frac = np.clip((level - start) / span, 0.0, 1.0)

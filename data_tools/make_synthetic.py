@@ -107,7 +107,9 @@ def generate_sequence(name: str, out: Path, seconds: float, seed: int, render_hz
         t_s = t_us * 1e-6
         for side in SIDES:
             rot, centre = scene.camera_pose(t_s, side)
-            _, log_i = render(scene, rot, centre, *rays[side])
+            view_depth, log_i = render(scene, rot, centre, *rays[side])
+            if side == "left":
+                left_raw_depth = view_depth
             if frame == 0:
                 sims[side] = EventSimulator(log_i, 0, sensor, rng)
             else:
@@ -119,8 +121,8 @@ def generate_sequence(name: str, out: Path, seconds: float, seed: int, render_hz
                 image_inds[side].append(counts[side])
         if frame % depth_every == 0:
             rot, centre = scene.pose(t_s)
-            rect, _ = render(scene, rot, centre, rect_x, rect_y, with_intensity=False)
-            raw, _ = render(scene, rot, centre, *rays["left"], with_intensity=False)
+            raw = left_raw_depth
+            rect = raw if radial_k == 0 else render(scene, rot, centre, rect_x, rect_y, with_intensity=False)[0]
             depth_rect.append(np.where(np.isinf(rect), np.nan, rect))
             depth_raw.append(np.where(np.isinf(raw), np.nan, raw))
             pose = np.eye(4)
@@ -146,7 +148,8 @@ def generate_sequence(name: str, out: Path, seconds: float, seed: int, render_hz
         group = h5.create_group("davis/left")
         group.create_dataset("depth_image_rect", data=np.stack(depth_rect).astype(np.float32))
         group.create_dataset("depth_image_rect_ts", data=frame_ts)
-        group.create_dataset("depth_image_raw", data=np.stack(depth_raw).astype(np.float32))
+        group.create_dataset("depth_image_raw", data=np.stack(depth_raw).astype(np.float32),  # not read by prepare
+                             compression="gzip", compression_opts=1)
         group.create_dataset("depth_image_raw_ts", data=frame_ts)
         group.create_dataset("pose", data=np.stack(poses))
         group.create_dataset("pose_ts", data=frame_ts)

@@ -14,6 +14,7 @@ Re-running on unchanged input is a no-op unless --force.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -69,16 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def plan(root: Path, split: int | None, family: str) -> tuple[dict, list[tuple[str, str, list[int] | None]]]:
-    """Source description and (sequence, role, frames or None=all-but-dropped) for the recording."""
+def plan(root: Path, split: int | None, family: str) -> tuple[dict, list[tuple[str, str]]]:
+    """Source description and the (sequence, role) pairs, role 'train' or 'eval', of the recording."""
     synthetic = read_synthetic_manifest(root) if root.is_dir() else None
     if synthetic is not None:
         s = synthetic["split"]
-        jobs = [(seq, "train", None) for seq in s["train"]] + [(s["eval"], "eval", None)]
+        jobs = [(seq, "train") for seq in s["train"]] + [(s["eval"], "eval")]
         return {"kind": "synthetic", "family": synthetic["family"], "split": None, "split_rule": s}, jobs
     check_family(f"{family}1", None)
     train, evaluate = real_split(1 if split is None else split)
-    jobs = [(seq, "train", []) for seq in train] + [(evaluate, "eval", [])]
+    jobs = [(seq, "train") for seq in train] + [(evaluate, "eval")]
     return {"kind": "mvsec", "family": family, "split": 1 if split is None else split}, jobs
 
 
@@ -138,7 +139,7 @@ def prepare(mvsec_root: Path | None = None, split: int | None = None, out: Path 
     source, jobs = plan(root, split, family)
     if source["kind"] == "synthetic" and split is not None:
         print(f"note: {root} is a synthetic recording; its manifest's split is used, --split {split} is ignored")
-    files = {seq: find_sequence_files(root, seq) for seq, _, _ in jobs}
+    files = {seq: find_sequence_files(root, seq) for seq, _ in jobs}
     source["root"] = str(root.resolve())
     source["window_ms"] = window_ms
     source["files"] = fingerprint([p for f in files.values() for p in (f.data, f.gt, *f.maps.values())])
@@ -152,16 +153,10 @@ def prepare(mvsec_root: Path | None = None, split: int | None = None, out: Path 
         else:
             print(f"{out}: up to date (use --force to rebuild)")
         return existing
-    recordings = {seq: Recording(f) for seq, f in files.items()}
-    try:
-        for seq, role, _ in jobs:
-            jobs_frames = _frames(source, seq, role, recordings[seq])
-            recordings[seq].frames = jobs_frames
-        manifest = _build(out, source, jobs, recordings, window_ms, num_bins, encoding)
-    finally:
-        for recording in recordings.values():
-            recording.close()
-    return manifest
+    with contextlib.ExitStack() as stack:
+        recordings = {seq: stack.enter_context(Recording(f)) for seq, f in files.items()}  # validates all first
+        frames = {seq: _frames(source, seq, role, recordings[seq]) for seq, role in jobs}
+        return _build(out, source, jobs, recordings, frames, window_ms, num_bins, encoding)
 
 
 def _existing_manifest(out: Path) -> dict | None:
@@ -181,20 +176,19 @@ def _frames(source: dict, sequence: str, role: str, recording: Recording) -> lis
     return real_frames(sequence, role, num_frames)
 
 
-def _build(out: Path, source: dict, jobs, recordings: dict[str, Recording], window_ms: int, num_bins: int,
-           encoding: str) -> dict:
+def _build(out: Path, source: dict, jobs: list[tuple[str, str]], recordings: dict[str, Recording],
+           frames: dict[str, list[int]], window_ms: int, num_bins: int, encoding: str) -> dict:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     sequences, splits = {}, {"train": [], "val": [], "test": []}
     try:
-        total = sum(len(r.frames) for r in recordings.values())
+        total = sum(len(f) for f in frames.values())
         with tqdm(total=total, desc="prepare", unit="example") as bar:
-            for seq, role, _ in jobs:
-                recording = recordings[seq]
-                count = process(recording, recording.frames, window_ms * 1000, tmp / f"{seq}.hdf5", bar)
+            for seq, role in jobs:
+                count = process(recordings[seq], frames[seq], window_ms * 1000, tmp / f"{seq}.hdf5", bar)
                 sequences[seq] = {"file": f"{seq}.hdf5", "num_examples": count, "role": role,
-                                  "t0_s": recording.t0_s, "frame_index": list(recording.frames)}
+                                  "t0_s": recordings[seq].t0_s, "frame_index": frames[seq]}
                 rows = [[seq, row] for row in range(count)]
                 if role == "train":
                     splits["train"] += rows

@@ -162,9 +162,10 @@ def render(scene: Scene, rot: np.ndarray, centre: np.ndarray, ray_x: np.ndarray,
         hit = (lam > 0.05) & (np.abs(s) <= patch.half_u) & (np.abs(t) <= patch.half_v) & (lam < depth_block)
         if not hit.any():
             continue
-        depth_block[hit] = lam[hit]
-        tex_u[block][hit] = index * (TILE + 1) + np.mod(s[hit] * np.float32(1 / patch.texel_m), TILE)
-        tex_v[block][hit] = np.mod(t[hit] * np.float32(1 / patch.texel_m), TILE)
+        np.copyto(depth_block, lam, where=hit)
+        if with_intensity:
+            np.copyto(tex_u[block], _wrap(s, patch.texel_m) + np.float32(index * (TILE + 1)), where=hit)
+            np.copyto(tex_v[block], _wrap(t, patch.texel_m), where=hit)
     if not with_intensity:
         return depth, None
     sky = np.isinf(depth)
@@ -172,6 +173,12 @@ def render(scene: Scene, rot: np.ndarray, centre: np.ndarray, ray_x: np.ndarray,
     tex_v[sky] = TILE / 2
     log_intensity = cv2.remap(scene.atlas, tex_u, tex_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return depth, log_intensity
+
+
+def _wrap(coord_m: np.ndarray, texel_m: float) -> np.ndarray:
+    """Texel coordinate modulo the tile (floor-based: several times faster than np.mod on float32)."""
+    texels = coord_m * np.float32(1 / texel_m)
+    return texels - np.floor(texels * np.float32(1 / TILE)) * np.float32(TILE)
 
 
 def _block(corners: np.ndarray, height: int, width: int, margin: int = 4):

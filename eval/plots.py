@@ -84,19 +84,25 @@ def summary_grid(path: Path, rows: Sequence[dict[str, object]], methods: dict[st
 
 
 def energy_bars(path: Path, snn_rows: Sequence[dict], ann_rows: Sequence[dict] | None) -> None:
-    """Energy per layer (mJ per inference), SNN beside its ANN twin, log scale."""
+    """Energy per layer (mJ per inference), SNN beside its ANN twin, log scale; silent layers get no bar."""
     names = [r["name"] for r in snn_rows]
     ann_by_name = {r["name"]: r["energy_mj"] for r in ann_rows or []}
-    y = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(8, 0.22 * len(names) + 1.2))
-    height = 0.4 if ann_rows else 0.8
-    ax.barh(y - (height / 2 if ann_rows else 0), [max(r["energy_mj"], 1e-12) for r in snn_rows], height, label="SNN")
+    series = {"SNN": [r["energy_mj"] for r in snn_rows]}
     if ann_rows:
-        ax.barh(y + height / 2, [max(ann_by_name.get(n, 0.0), 1e-12) for n in names], height, label="ANN twin")
+        series["ANN twin"] = [ann_by_name.get(n, 0.0) for n in names]
+    y = np.arange(len(names))
+    height = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(8, 0.22 * len(names) + 1.2))
+    for k, (label, values) in enumerate(series.items()):
+        shown = [v if v > 0 else np.nan for v in values]
+        ax.barh(y + (k - (len(series) - 1) / 2) * height, shown, height, label=label)
+    positive = [v for values in series.values() for v in values if v > 0]
+    if positive:
+        ax.set_xscale("log")
+        ax.set_xlim(min(positive) / 3, max(positive) * 3)
     ax.set_yticks(y, names, fontsize=6)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("energy per inference (mJ)")
+    ax.set_xlabel("energy per inference (mJ); no bar = no operation")
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)

@@ -43,7 +43,7 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 
 def plot_alpha(entry: dict[str, Any], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(NETS), figsize=(4.2 * len(NETS), 4.6))
+    fig, axes = plt.subplots(1, len(NETS), figsize=(5.0 * len(NETS), 4.6), layout="constrained")
     for ax, net in zip(axes, NETS):
         weights = entry[net]["alpha"]
         image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
@@ -61,7 +61,7 @@ def plot_alpha(entry: dict[str, Any], path: Path) -> None:
 
 
 def plot_beta(entry: dict[str, Any], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(NETS), figsize=(4.5 * len(NETS), 3.8))
+    fig, axes = plt.subplots(1, len(NETS), figsize=(5.2 * len(NETS), 3.8), layout="constrained")
     for ax, net in zip(axes, NETS):
         probs, decoded = entry[net]["beta"], entry[net]["path"]
         layers = len(probs)
@@ -74,8 +74,8 @@ def plot_beta(entry: dict[str, Any], path: Path) -> None:
                     p = probs[layer][source][move]
                     ax.plot([layer, layer + 1], [source, target], color=plt.cm.Blues(0.25 + 0.75 * p),
                             linewidth=0.5 + 5 * p, zorder=1)
-                    ax.text(layer + 0.5, (source + target) / 2, f"{p:.2f}", fontsize=7, ha="center",
-                            va="bottom", color="dimgray")
+                    ax.text(layer + 0.3, source + 0.3 * (target - source), f"{p:.2f}", fontsize=7,
+                            ha="center", va="bottom", color="dimgray")  # near the source: no overlaps
                     nxt.add(target)
             reachable = nxt
         route = [0, *decoded]
@@ -91,7 +91,7 @@ def plot_beta(entry: dict[str, Any], path: Path) -> None:
 
 
 def plot_b_and_curves(history: list[dict[str, Any]], path: Path) -> None:
-    fig, (ax_b, ax_loss) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_b, ax_loss) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     epochs = [entry["epoch"] for entry in history]
     names = sorted(history[-1]["lif_b"])
     series = {name: [entry["lif_b"].get(name) for entry in history] for name in names}
@@ -102,7 +102,8 @@ def plot_b_and_curves(history: list[dict[str, Any]], path: Path) -> None:
     still = len(names) - len(moved[:MAX_B_LINES])
     initial = sorted({values[-1] for n, values in series.items() if n not in moved})
     ax_b.set_title(f"b per LIF layer over epochs\n({still} layers unchanged at b in {initial})", fontsize=10)
-    ax_b.set_xlabel("epoch")
+    ax_b.set_xlabel("epoch (0 = initial)")
+    ax_b.xaxis.get_major_locator().set_params(integer=True)
     ax_b.set_ylabel("surrogate sharpness b")
     ax_b.set_ylim(0.8, 6.2)
     if moved:
@@ -118,9 +119,10 @@ def plot_b_and_curves(history: list[dict[str, Any]], path: Path) -> None:
         ax_mde.plot(x, [e["val_mde_px"] for e in trained], color="black", linestyle="--", marker="^",
                     label="validation MDE (px)")
         ax_mde.set_ylabel("validation MDE (px)")
-        ax_mde.legend(loc="upper center", fontsize=8)
-        ax_loss.legend(loc="upper right", fontsize=8)
+        handles = ax_loss.get_legend_handles_labels()[0] + ax_mde.get_legend_handles_labels()[0]
+        ax_mde.legend(handles=handles, fontsize=8, loc="best")
     ax_loss.set_xlabel("epoch")
+    ax_loss.xaxis.get_major_locator().set_params(integer=True)
     ax_loss.set_ylabel("smooth-L1 loss")
     ax_loss.set_title("search curves", fontsize=10)
     _save(fig, path)

@@ -82,29 +82,37 @@ def training_loss(model: nn.Module, raw: nn.Module, batch: dict[str, torch.Tenso
 @torch.no_grad()
 def validate(raw: nn.Module, loader: DataLoader, focal_baseline_px_m: float, ctx: DistContext, ann: bool,
              show: bool) -> dict[str, Any]:
-    """MDE / 1PA per image over valid pixels, plain mean over images (all ranks); rates per LIF layer."""
+    """MDE / 1PA per image over valid pixels, plain mean over images (all ranks); rates per LIF layer.
+
+    Every rank validates its own shard; sums are added over ranks. Rates are weighted by each rank's
+    number of examples (all full frames, so this is the rate over the whole validation set).
+    """
     raw.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # sum MDE, sum 1PA, images
     recorder = FiringRateRecorder(raw, RATE_PREFIXES) if not ann else contextlib.nullcontext()
+    names = sorted(recorder.layers) if not ann else []
+    sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # sum MDE, sum 1PA, images with valid pixels
+    examples = 0
     with recorder as rec:
         for batch in tqdm(loader, desc="  validate", leave=False, disable=not show):
             batch = to_device(batch, ctx.device)
             pred = raw(batch["left"], batch["right"])
+            examples += pred.shape[0]
             for i in range(pred.shape[0]):
                 metrics = image_metrics(pred[i], batch["disp_px"][i], batch["valid"][i], focal_baseline_px_m)
                 if metrics is not None:
                     sums += torch.tensor([metrics["mde_px"], metrics["1pa"], 1.0], dtype=torch.float64, device=ctx.device)
         rates = rec.rates() if not ann else {}
     sums = all_reduce_sum(sums, ctx)
-    names = sorted(rates)
-    mean_rates = all_reduce_sum(torch.tensor([rates[n] for n in names], dtype=torch.float64, device=ctx.device), ctx)
-    mean_rates = (mean_rates / ctx.world_size).tolist()
+    weighted = torch.tensor([rates.get(n, 0.0) * examples for n in names] + [examples], dtype=torch.float64,
+                            device=ctx.device)
+    weighted = all_reduce_sum(weighted, ctx)
+    total_examples = float(weighted[-1])
     images = int(sums[2])
     return {
         "mde_px": float(sums[0] / images) if images else math.nan,
         "1pa": float(sums[1] / images) if images else math.nan,
         "images": images,
-        "rates": dict(zip(names, mean_rates)),
+        "rates": {n: float(weighted[i]) / max(total_examples, 1.0) for i, n in enumerate(names)},
     }
 
 
@@ -140,6 +148,9 @@ def train(
 ) -> tuple[SpikingStereoNet, dict[str, Any]]:
     """Train, validate and checkpoint into ``out_dir``; returns this rank's network and the last epoch's row."""
     out_dir = Path(out_dir)
+    for split, dataset in (("training", train_set), ("validation", val_set)):
+        if len(dataset) == 0:
+            raise UserError(f"the {split} split is empty (check --data and data.max_*_examples)")
     show = ctx.is_main
     device = ctx.device
     ckpt = None
@@ -201,7 +212,7 @@ def train(
         scheduler.step()
         train_loss = float(all_reduce_sum(torch.tensor([total_loss / max(steps, 1)], device=device), ctx)) / ctx.world_size
         val = validate(raw, val_loader, float(getattr(val_set, "focal_baseline_px_m", 1.0)), ctx, ann, show)
-        improved = val["mde_px"] < best_mde
+        improved = val["mde_px"] < best_mde or math.isinf(best_mde)  # best.pt exists from epoch 1 on
         best_mde = val["mde_px"] if improved else best_mde
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "val_mde_px": val["mde_px"],
                "val_1pa": val["1pa"], "val_images": val["images"],

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -200,7 +202,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    tdist.init_process_group("gloo", rank=rank, world_size=world)
+    tdist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
     try:
         torch.manual_seed(rank)  # different weights per rank until DDP broadcasts rank 0's
         model = nn.parallel.DistributedDataParallel(DensityNet(b=3.0))
@@ -215,6 +217,14 @@ def test_ddp_ranks_agree_on_b(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: forking after torch.compile's worker threads can deadlock the children
+    workers = mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=False,
+                                 start_method="spawn")
+    deadline = time.monotonic() + 180
+    while not workers.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in workers.processes:
+                process.kill()
+            pytest.fail("the two DDP workers did not finish within 180 s")
     first, second = (json.loads((tmp_path / f"rank{r}.json").read_text())["history"] for r in (0, 1))
     assert first == second  # same Delta, same new b, same rank-averaged softmax(alpha)

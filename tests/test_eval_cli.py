@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -122,8 +123,9 @@ def test_bad_inputs_are_one_line_user_errors(setup, tmp_path):
 
 
 def test_cli_exit_code_two_without_traceback(tmp_path):
+    repo = Path(__file__).resolve().parent.parent
     result = subprocess.run([sys.executable, "eval/disparity.py", "--checkpoint", str(tmp_path / "none.pt")],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, cwd=repo)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "none.pt" in result.stderr
     assert "Traceback" not in result.stderr
