@@ -14,6 +14,8 @@ import open3d as o3d
 
 from eval.cloud import camera_pose
 
+FOV_DEG = 55.0
+
 
 def offscreen(cloud: o3d.geometry.PointCloud, path: str, width: int, height: int, eye: np.ndarray,
               centre: np.ndarray) -> None:
@@ -23,7 +25,12 @@ def offscreen(cloud: o3d.geometry.PointCloud, path: str, width: int, height: int
     material.point_size = 2.0
     renderer.scene.add_geometry("cloud", cloud, material)
     renderer.scene.set_background([1.0, 1.0, 1.0, 1.0])
-    renderer.setup_camera(55.0, centre, eye, [0.0, -1.0, 0.0])
+    renderer.setup_camera(FOV_DEG, centre, eye, [0.0, -1.0, 0.0])
+    # setup_camera fits near/far to this cloud alone; a shared viewpoint (from another cloud) may lie
+    # farther away, so the far plane must reach every point from the eye
+    far = 1.5 * float(np.linalg.norm(np.asarray(cloud.points) - eye, axis=1).max()) + 1.0
+    renderer.scene.camera.set_projection(FOV_DEG, width / height, 0.01, far,
+                                         o3d.visualization.rendering.Camera.FovType.Vertical)
     if not o3d.io.write_image(path, renderer.render_to_image()):
         raise OSError(f"could not write {path}")
 

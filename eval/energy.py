@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = summary["snn"]["mean_input_spike_rate"]
     print(f"\nSNN: {snn_total['energy_mj']:.4f} mJ per inference at {height}x{width} "
           f"({snn_total['synops']:.4g} SOPs, {snn_total['macs']:.4g} MACs"
-          f"{'' if rate is None else f', mean input spike rate {100 * rate:.1f}%'}); paper: {PAPER_ENERGY_MJ} mJ")
+          f"{'' if rate is None else f', SOP-weighted input spike rate {100 * rate:.1f}%'}); paper: {PAPER_ENERGY_MJ} mJ")
     if ann_rows is not None:
         ratio = summary["ann_over_snn"]
         print(f"ANN twin: {summary['ann']['total']['energy_mj']:.4f} mJ; ANN/SNN = "

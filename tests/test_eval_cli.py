@@ -138,3 +138,21 @@ def test_viz_indices_parsing():
     with pytest.raises(UserError):
         disparity.viz_indices("12", 10, 8)
     assert np.all(np.diff(disparity.viz_indices("", 7, 8)) == 1)
+
+
+def test_results_table_matches_energy_by_checkpoint(tmp_path):
+    from eval.results_table import results_table
+
+    snn, ann = tmp_path / "snn.pt", tmp_path / "ann.pt"
+    row = {"all": {"mde_px": 1.2345, "1pa": 80.04, "mean_depth_err_cm": 12.34, "images_used": 7}}
+    metrics = {"split": "test", "labels": {"snn": "SNN", "ann": "ANN twin", "sgbm": "SGBM"},
+               "checkpoints": {"snn": str(snn.resolve()), "ann": str(ann.resolve())},
+               "results": {"snn": {"dense": row}, "ann": {"dense": row}, "sgbm": {"dense": row}}}
+    energy = {"snn": {"checkpoint": str(snn), "total": {"energy_mj": 2.0}},
+              "ann": {"checkpoint": str(tmp_path / "other_ann.pt"), "total": {"energy_mj": 50.0}}}
+    table = results_table(metrics, energy).splitlines()
+    assert table[2] == "| SNN | 1.234 | 80.0 | 12.3 | 2 |"
+    assert table[3].endswith("| – |")  # energy of another ANN checkpoint is not borrowed
+    assert "7 images" in table[-1]
+    with pytest.raises(UserError, match="--mask events"):
+        results_table(metrics, energy, "events")
