@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 PAPER_CROP = (192, 288)
-CROPS = [(48, 96), (96, 144), (144, 192), (192, 288)]
+CROPS = [(48, 96), (96, 144), (192, 288)]  # the last is the paper's crop (SPEC §7)
 NUM_BINS = 5
 MAX_DISP = 48
 

@@ -1,7 +1,8 @@
 """Pictures of a search (matplotlib, Agg): what alpha, beta and b did, from ``search_history.json``.
 
 - ``search_alpha.png``: softmax(alpha) as a heatmap per edge (rows, labelled source -> node) and op
-  (columns), for the feature and the matching net at the last epoch; the genotype's cells are boxed.
+  (columns), for the feature and the matching net at the last epoch; colour is the departure from the
+  uniform start (red above, blue below), numbers are the weights; the genotype's cells are boxed.
 - ``search_beta.png``: the trellis of levels over layers for each net; every valid move is a line
   whose width and darkness follow its probability (softmax of beta over the valid moves of its source
   level), the decoded Viterbi path is drawn on top in red.
@@ -44,19 +45,23 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 def plot_alpha(entry: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(NETS), figsize=(5.0 * len(NETS), 4.6), layout="constrained")
+    uniform = 1.0 / len(OPS)
+    # Colour = departure from the uniform start, on one symmetric scale for both nets: early in a
+    # search the weights differ in the second decimal, which a 0..1 scale would hide.
+    spread = max(0.01, *(abs(v - uniform) for net in NETS for row in entry[net]["alpha"] for v in row))
     for ax, net in zip(axes, NETS):
         weights = entry[net]["alpha"]
-        image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        image = ax.imshow([[v - uniform for v in row] for row in weights], cmap="RdBu_r", vmin=-spread,
+                          vmax=spread, aspect="auto")
         for e, row in enumerate(weights):
             for o, value in enumerate(row):
-                ax.text(o, e, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="black" if value > 0.6 else "white")
+                ax.text(o, e, f"{value:.3f}", ha="center", va="center", fontsize=8)
         for edge, op in entry[net]["genotype"]:
             ax.add_patch(Rectangle((op - 0.5, edge - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.set_xticks(range(len(OPS)), OPS, rotation=20)
         ax.set_yticks(range(len(EDGES)), [f"e{e}: {_source_name(src)}->n{node}" for e, (node, src) in enumerate(EDGES)])
         ax.set_title(f"{net} softmax(alpha), epoch {entry['epoch']}\n(red: decoded genotype)", fontsize=10)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="op weight")
+    fig.colorbar(image, ax=axes, shrink=0.8, label=f"op weight - 1/{len(OPS)} (uniform)")
     _save(fig, path)
 
 
@@ -108,6 +113,10 @@ def plot_b_and_curves(history: list[dict[str, Any]], path: Path) -> None:
     ax_b.set_ylim(0.8, 6.2)
     if moved:
         ax_b.legend(fontsize=7)
+    else:
+        ax_b.text(0.5, 0.5, "no layer's b changed\n(DGS runs in the search with search.use_dgs: true)",
+                  transform=ax_b.transAxes, ha="center", va="center", fontsize=9, color="dimgray")
+    ax_b.set_xlim(epochs[0] - 0.2, epochs[-1] + 0.2)
     trained = [entry for entry in history if entry["epoch"] > 0]
     if trained:
         x = [entry["epoch"] for entry in trained]

@@ -43,6 +43,10 @@ class TrainConfig:
     rate_layers: list[str] = field(default_factory=lambda: ["feature", "matching"])  # module-name prefixes
     grad_clip: float = 0.0
     log_every: int = 10
+    # "precise BN": before each validation, re-estimate BN statistics on this many training batches
+    # (0 = keep the running averages). Short runs need it: a spiking layer fed BN's start values
+    # (mean 0, var 1) stays silent in eval mode until the running averages have caught up.
+    precise_bn_batches: int = 0
 
 
 @dataclass
@@ -68,6 +72,7 @@ class SearchConfig:
     grad_clip: float = 5.0  # max norm of the weight gradients; 0 = off
     use_dgs: bool = False  # run DGS (section dgs) during the search as well as in retraining
     retrain_filter_multiplier: int = 8  # channel sizes written into architecture.json for retraining
+    precise_bn_batches: int = 0  # before each validation, BN statistics from this many half-A batches (0 = off)
 
 
 @dataclass

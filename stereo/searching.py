@@ -6,8 +6,8 @@ step: a weight step on a batch of A, then (from ``search.arch_start_epoch`` on) 
 a batch of B; each step clears both gradient sets and steps one optimiser only, so architecture
 parameters change only in architecture steps and weights only in weight steps (BN running statistics
 follow every training-mode forward, as in DARTS). Optional DGS (``search.use_dgs`` with section
-``dgs``) and firing-rate penalty (``search.rate_penalty``). Per epoch: validation MDE/1PA of the
-weighted supernet, the decoded architecture (``architecture.json``, retraining channel sizes), the
+``dgs``) and firing-rate penalty (``search.rate_penalty``). Per epoch: optionally precise BN statistics
+(``search.precise_bn_batches``), validation MDE/1PA of the weighted supernet, the decoded architecture (``architecture.json``, retraining channel sizes), the
 alpha/beta/b history (``search_history.json``), the pictures, and ``search_last.pt`` with everything
 ``--resume`` needs to continue exactly. Under torchrun every rank searches its shard (DDP all-reduces
 alpha/beta with the weights, since they are module parameters); rank 0 writes.
@@ -35,12 +35,20 @@ from data_tools.errors import UserError
 from models.dgs import DGSScheduler
 from models.neurons import lif_modules
 from models.supernet import SearchStereoNet
-from models.topology import NUM_NODES
+from models.topology import NUM_NODES, PAD_MULTIPLE
 from stereo.checkpoint import rng_state, save_checkpoint, set_rng_state, state_mismatch
 from stereo.config import Config, config_to_dict
 from stereo.distributed import DistContext, all_reduce_sum
 from stereo.runtime import seed_everything
-from stereo.training import _dgs_loss, dgs_batches, make_loaders, to_device, training_loss, validate
+from stereo.training import (
+    _dgs_loss,
+    dgs_batches,
+    make_loaders,
+    recalibrate_batchnorm,
+    to_device,
+    training_loss,
+    validate,
+)
 
 ARCHITECTURE_NAME = "architecture.json"
 HISTORY_NAME = "search_history.json"
@@ -92,6 +100,8 @@ def build_supernet(cfg: Config, in_channels: int, num_bins: int) -> SearchStereo
                 "batch_size"):
         if getattr(s, key) < 1:
             raise UserError(f"search.{key} must be a positive integer, got {getattr(s, key)}")
+    if s.max_disparity_px <= 0 or s.max_disparity_px % PAD_MULTIPLE:
+        raise UserError(f"search.max_disparity_px must be a positive multiple of {PAD_MULTIPLE}, got {s.max_disparity_px}")
     return SearchStereoNet(in_channels, num_bins, s.max_disparity_px, s.feature_layers, s.matching_layers,
                            s.filter_multiplier, s.steps, ann=False, init_std=s.arch_init_std)
 
@@ -115,8 +125,8 @@ def snapshot(net: SearchStereoNet, retrain_fm: int) -> dict[str, Any]:
 
 
 def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path, ctx: DistContext,
-               resume: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Search, validate, decode and checkpoint into ``out_dir``; returns the history."""
+               resume: bool = False, seed: int = 0) -> tuple[SearchStereoNet, list[dict[str, Any]]]:
+    """Search, validate, decode and checkpoint into ``out_dir``; returns this rank's supernet and the history."""
     out_dir = Path(out_dir)
     show, device, s = ctx.is_main, ctx.device, cfg.search
     if len(train_set) < 2:
@@ -183,6 +193,8 @@ def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path,
         lr = w_opt.param_groups[0]["lr"]
         w_sched.step()
         sums = all_reduce_sum(sums, ctx)
+        if s.precise_bn_batches > 0:
+            recalibrate_batchnorm(net, loader_a, s.precise_bn_batches, ctx)
         val = validate(net, val_loader, float(getattr(val_set, "focal_baseline_px_m", 1.0)), ctx, False, show)
         if not ctx.is_main:
             continue
@@ -206,7 +218,7 @@ def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path,
         print(f"search epoch {epoch + 1}/{s.epochs}: weight loss {entry['weight_loss']:.4f}{arch_note}, "
               f"val MDE {val['mde_px']:.3f} px, 1PA {val['1pa']:.1f} %, feature path {entry['feature']['path']}, "
               f"matching path {entry['matching']['path']}, {entry['epoch_time_s']:.0f} s")
-    return {"history": history}
+    return net, history
 
 
 def _write_outputs(out_dir: Path, net: SearchStereoNet, cfg: Config, history: list[dict[str, Any]], seed: int) -> None:

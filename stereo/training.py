@@ -2,7 +2,8 @@
 
 Read top to bottom: build the network (SNN or its ANN twin) from the architecture; Adam with step
 decay; per epoch: DGS on its schedule (SNN only), one pass over shuffled random crops with
-smooth-L1 on valid pixels (+ the optional firing-rate penalty), validation on full frames (MDE and
+smooth-L1 on valid pixels (+ the optional firing-rate penalty), optionally precise BN statistics
+(``train.precise_bn_batches``), validation on full frames (MDE and
 1PA per image over valid pixels, plain mean over images; firing rate per layer), then ``last.pt``
 (with everything ``--resume`` needs), ``best.pt`` by validation MDE, a CSV row and TensorBoard
 scalars. Under torchrun every rank trains its shard (DDP); rank 0 writes.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -116,6 +118,25 @@ def validate(raw: nn.Module, loader: DataLoader, focal_baseline_px_m: float, ctx
     }
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(raw: nn.Module, loader: DataLoader, num_batches: int, ctx: DistContext) -> None:
+    """Precise BN: replace every BN's running statistics by their average over ``num_batches`` training
+    batches (forward only, training mode), averaged over ranks so every rank evaluates the same network."""
+    norms = [m for m in raw.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+    raw.train()
+    for batch in itertools.islice(loader, num_batches):
+        batch = to_device(batch, ctx.device)
+        raw(batch["left"], batch["right"])
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+        for stat in (norm.running_mean, norm.running_var):
+            stat.copy_(all_reduce_sum(stat, ctx) / ctx.world_size)
+
+
 def make_loaders(train_set: Dataset, val_set: Dataset, cfg: Config, ctx: DistContext, seed: int):
     """Shuffled training shards (reshuffled per epoch by seed + epoch) and disjoint validation shards."""
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
@@ -187,6 +208,9 @@ def train(
         print(f"training {'ANN twin' if ann else 'SNN'}: {sum(p.numel() for p in raw.parameters()):,} weights, "
               f"{len(train_set)} train / {len(val_set)} val examples, epochs {start_epoch + 1}..{cfg.train.epochs}, "
               f"{ctx.world_size} process(es) on {device}, writing {out_dir}")
+        if start_epoch >= cfg.train.epochs:
+            print(f"{out_dir / LAST_CHECKPOINT_NAME} already has {start_epoch} epochs (train.epochs = {cfg.train.epochs}): "
+                  "nothing to do; raise train.epochs to continue")
     row: dict[str, Any] = {}
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
@@ -211,6 +235,8 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         train_loss = float(all_reduce_sum(torch.tensor([total_loss / max(steps, 1)], device=device), ctx)) / ctx.world_size
+        if cfg.train.precise_bn_batches > 0:
+            recalibrate_batchnorm(raw, train_loader, cfg.train.precise_bn_batches, ctx)
         val = validate(raw, val_loader, float(getattr(val_set, "focal_baseline_px_m", 1.0)), ctx, ann, show)
         improved = val["mde_px"] < best_mde or math.isinf(best_mde)  # best.pt exists from epoch 1 on
         best_mde = val["mde_px"] if improved else best_mde
@@ -232,8 +258,9 @@ def train(
             if dgs is not None:
                 dgs.save_history(out_dir / "dgs_history.json")
             _log(out_dir / METRICS_CSV, writer, row, fresh=epoch == 0)
+            rate_text = "" if ann else f"mean rate {row['mean_rate']:.3f}, "
             print(f"epoch {epoch + 1}/{cfg.train.epochs}: loss {train_loss:.4f}, val MDE {val['mde_px']:.3f} px, "
-                  f"1PA {val['1pa']:.1f} % ({val['images']} images), mean rate {row['mean_rate']:.3f}, "
+                  f"1PA {val['1pa']:.1f} % ({val['images']} images), {rate_text}"
                   f"{row['epoch_time_s']:.0f} s{' (best)' if improved else ''}")
     if writer is not None:
         writer.close()

@@ -88,9 +88,9 @@ def calibrate_batchnorm(net: torch.nn.Module, pair: dict[str, torch.Tensor]) -> 
 
 
 def toy_config(epochs: int = 2) -> Config:
-    """Short toy training: DGS before every epoch after the first (one batch), a rate penalty, lr step at 1."""
+    """Short toy training: DGS before every epoch after the first (one batch), rate penalty, precise BN, lr step at 1."""
     cfg = Config()
     cfg.train.epochs, cfg.train.batch_size, cfg.train.milestones, cfg.train.lr = epochs, 2, [1], 5e-3
-    cfg.train.rate_penalty = 0.1
+    cfg.train.rate_penalty, cfg.train.precise_bn_batches = 0.1, 1
     cfg.dgs.every_epochs, cfg.dgs.max_batches = 1, 1
     return cfg

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from stereo_toys import ToyStereoDataset, toy_pair
 
 import stereo.searching as searching
 from data_tools.errors import UserError
@@ -15,7 +16,6 @@ from stereo.config import Config
 from stereo.distributed import DistContext
 from stereo.searching import arch_step, run_search, weight_step
 from stereo.training import disparity_loss, train
-from tests.stereo_toys import ToyStereoDataset, toy_pair
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 
@@ -26,7 +26,7 @@ def tiny_config(epochs: int = 2) -> Config:
     s.epochs, s.batch_size, s.feature_layers, s.matching_layers, s.filter_multiplier = epochs, 2, 2, 2, 2
     s.max_disparity_px, s.arch_start_epoch, s.retrain_filter_multiplier = 24, 1, 4
     s.weight_lr, s.arch_lr, s.rate_penalty = 0.02, 0.05, 0.05
-    s.use_dgs = True
+    s.use_dgs, s.precise_bn_batches = True, 1
     cfg.dgs.every_epochs, cfg.dgs.max_batches = 1, 1
     cfg.train.epochs, cfg.train.batch_size, cfg.train.milestones = 1, 2, [1]
     return cfg
@@ -80,13 +80,13 @@ def test_an_architecture_step_lowers_the_architecture_loss_on_its_batch():
     assert after < before - 1e-4 * abs(before)
 
 
-def _search(tmp_path, name: str, epochs: int = 2, resume: bool = False, seed: int = 3) -> dict:
+def _search(tmp_path, name: str, epochs: int = 2, resume: bool = False, seed: int = 3) -> list[dict]:
     train_set, val_set = ToyStereoDataset(4, 24, 48, seed=10), ToyStereoDataset(1, 24, 48, seed=50)
     return run_search(tiny_config(epochs), train_set, val_set, tmp_path / name, CPU, resume=resume, seed=seed)
 
 
 def test_short_search_writes_an_architecture_that_training_loads(tmp_path):
-    history = _search(tmp_path, "search")["history"]
+    history = _search(tmp_path, "search")[1]
     out = tmp_path / "search"
     for name in ("architecture.json", "search_history.json", "search_last.pt", "search_alpha.png",
                  "search_beta.png", "search_b.png", "dgs_history.json"):

@@ -8,13 +8,15 @@ import json
 import pytest
 import torch
 from stereo_toys import ToyStereoDataset, toy_architecture, toy_config
+from torch.utils.data import DataLoader
 
 from data_tools.errors import UserError
 from models.arch import Architecture
 from models.neurons import MultiStepLIF
+from models.stereo_net import SpikingStereoNet, pad_to_multiple
 from stereo.checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
 from stereo.distributed import DistContext
-from stereo.training import train
+from stereo.training import recalibrate_batchnorm, train
 
 CPU = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -114,3 +116,18 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     save_checkpoint(tmp_path / "broken.pt", broken)
     with pytest.raises(UserError, match="broken.pt .embedded architecture.: bad matching path"):
         load_model_from_checkpoint(tmp_path / "broken.pt")
+
+
+def test_precise_bn_sets_running_statistics_to_the_average_over_batches():
+    train_set, _ = toy_data()
+    net = SpikingStereoNet(toy_architecture(), in_channels=2)
+    loader = DataLoader(train_set, batch_size=2)
+    recalibrate_batchnorm(net, loader, num_batches=2, ctx=CPU)
+    stem = net.feature.stem[0]
+    means = []
+    with torch.no_grad():
+        for batch in loader:
+            views = torch.cat([batch["left"], batch["right"]]).transpose(0, 1).flatten(0, 1)  # (T*2B, C, H, W)
+            means.append(stem.conv(pad_to_multiple(views)).mean(dim=(0, 2, 3)))
+    assert torch.allclose(stem.bn.running_mean, torch.stack(means).mean(0), atol=1e-6)
+    assert stem.bn.momentum == 0.1 and int(stem.bn.num_batches_tracked) == 2
