@@ -66,6 +66,7 @@ class StereoEventDataset(Dataset):
                 raise UserError(f"{self.prepared_dir / manifest['sequences'][seq]['file']}: prepared file missing")
         self._files: dict[str, h5py.File] = {}
         self._rng: np.random.Generator | None = None
+        self.epoch = 0
         self._rng_worker: int | None = None
 
     def __len__(self) -> int:
@@ -76,12 +77,18 @@ class StereoEventDataset(Dataset):
             self._files[sequence] = h5py.File(self.prepared_dir / self.manifest["sequences"][sequence]["file"], "r")
         return self._files[sequence]
 
+    def set_epoch(self, epoch: int) -> None:
+        """Seed the crops from (seed, epoch), so a resumed run draws the crops the uninterrupted one drew."""
+        self.epoch = epoch
+        self._rng = None
+
     def _crop_origin(self) -> tuple[int, int]:
-        """Random crop corner; each DataLoader worker draws from its own seeded stream."""
+        """Random crop corner; each DataLoader worker draws from its own stream seeded by (seed, epoch)."""
         info = torch.utils.data.get_worker_info()
         worker = -1 if info is None else info.id
         if self._rng is None or self._rng_worker != worker:
-            entropy = [self.seed] if info is None else [self.seed, info.id, info.seed % (2**32)]
+            base = [self.seed, self.epoch]
+            entropy = base if info is None else [*base, info.id, info.seed % (2**32)]
             self._rng, self._rng_worker = np.random.default_rng(entropy), worker
         return (int(self._rng.integers(0, self.height - self.crop[0] + 1)),
                 int(self._rng.integers(0, self.width - self.crop[1] + 1)))

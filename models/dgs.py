@@ -227,7 +227,9 @@ class DGSScheduler:
     def _finish(self, search: _LayerSearch, batches: int, epoch: int | None) -> float:
         """Pick Delta by the rank-averaged accumulated softmax(alpha), write b back, record it."""
         (accumulated,) = _average_over_ranks([search.accumulated])
-        choice = int(torch.argmax(accumulated))
+        # Ties (e.g. a layer whose alpha got no gradient) go to the smallest |Delta|: no signal, no move.
+        ties = torch.nonzero(accumulated >= accumulated.max() - 1e-9).flatten().tolist()
+        choice = min(ties, key=lambda k: abs(self.cfg.deltas[k]))
         delta = float(self.cfg.deltas[choice])
         new_b = round(min(max(search.old_b + delta, self.cfg.b_min), self.cfg.b_max), 6)
         with torch.no_grad():
