@@ -35,8 +35,9 @@ system-libs:
 demo: $(STAMP)
 	$(PY) -m stereo.demo
 
+# One thread per process: the DDP tests start several processes on small CPUs.
 test: $(STAMP)
-	$(PY) -m pytest tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests
 
 bench: $(STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

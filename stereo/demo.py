@@ -25,8 +25,9 @@ STEPS: list[tuple[str, list[str], list[Path]]] = [
     ("retrain its ANN twin", ["stereo/train.py", "--config", "configs/demo.yaml", "--ann"],
      [paths.DEFAULT_TRAIN_ANN_DIR]),
     ("evaluate disparity and depth (with pictures and baselines)",
-     ["eval/disparity.py", "--viz", "--baselines", "sgbm,ann"], [paths.DEFAULT_EVAL_DIR]),
-    ("energy report", ["eval/energy.py"], [paths.DEFAULT_ENERGY_DIR]),
+     ["eval/disparity.py", "--viz", "--baselines", "sgbm,ann", "--config", "configs/demo.yaml"],
+     [paths.DEFAULT_EVAL_DIR]),
+    ("energy report", ["eval/energy.py", "--config", "configs/demo.yaml"], [paths.DEFAULT_ENERGY_DIR]),
     ("point cloud", ["eval/pointcloud.py", "--index", "0"], [paths.DEFAULT_POINTCLOUD_DIR]),
 ]
 

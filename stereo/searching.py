@@ -41,8 +41,8 @@ from stereo.config import Config, config_to_dict
 from stereo.distributed import DistContext, all_reduce_sum
 from stereo.runtime import seed_everything
 from stereo.training import (
-    _dgs_loss,
     dgs_batches,
+    dgs_loss,
     make_loaders,
     recalibrate_batchnorm,
     to_device,
@@ -177,7 +177,7 @@ def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path,
         sampler_b.set_epoch(epoch)
         net.train()  # before DGS too: validation left the net in eval mode
         if dgs is not None and dgs.should_run(epoch):
-            dgs.run(net, dgs_batches(loader_a, cfg.dgs.max_batches), _dgs_loss(device), epoch)
+            dgs.run(net, dgs_batches(loader_a, cfg.dgs.max_batches), dgs_loss(device), epoch)
         searching_arch = epoch >= s.arch_start_epoch
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # weight loss, steps, arch loss, steps
         batches_b = _cycle(loader_b)

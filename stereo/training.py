@@ -217,9 +217,9 @@ def train(
         sampler.set_epoch(epoch)
         if hasattr(train_set, "set_epoch"):  # random crops drawn from (seed, epoch): exact --resume
             train_set.set_epoch(epoch)
+        raw.train()  # before DGS too: validation left the network in eval mode
         if dgs is not None and dgs.should_run(epoch):
-            dgs.run(raw, dgs_batches(train_loader, cfg.dgs.max_batches), _dgs_loss(device))
-        raw.train()
+            dgs.run(raw, dgs_batches(train_loader, cfg.dgs.max_batches), dgs_loss(device))
         total_loss, steps = 0.0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False, disable=not show)
         for batch in bar:
@@ -267,7 +267,7 @@ def train(
     return raw, row
 
 
-def _dgs_loss(device: torch.device):
+def dgs_loss(device: torch.device):
     """DGS's loss_fn(model, batch): the disparity loss of a (possibly layer-swapped) network."""
     def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         batch = to_device(batch, device)
