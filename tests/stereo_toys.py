@@ -7,6 +7,9 @@ left[y, x] = right[y, x - d(y)], valid where x >= d(y).
 
 from __future__ import annotations
 
+import os
+import socket
+
 import torch
 from torch.utils.data import Dataset
 
@@ -94,3 +97,20 @@ def toy_config(epochs: int = 2) -> Config:
     cfg.train.rate_penalty, cfg.train.precise_bn_batches = 0.1, 1
     cfg.dgs.every_epochs, cfg.dgs.max_batches = 1, 1
     return cfg
+
+
+def free_port() -> int:
+    """A free loopback port for a test's gloo rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def join_test_group(rank: int, world_size: int, port: int):
+    """Inside an mp.spawn worker: the torchrun environment on loopback, one thread, then init_distributed."""
+    from stereo.distributed import init_distributed
+
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    return init_distributed("cpu")

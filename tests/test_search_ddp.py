@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
-from stereo_toys import ToyStereoDataset
+from stereo_toys import ToyStereoDataset, free_port, join_test_group
 from test_search_loop import tiny_config
 
-from stereo.distributed import init_distributed, shutdown
+from stereo.distributed import shutdown
 from stereo.searching import CHECKPOINT_NAME, run_search
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    torch.set_num_threads(1)
-    ctx = init_distributed("cpu")
+    ctx = join_test_group(rank, world_size, port)
     try:
         cfg = tiny_config(epochs=1)
         cfg.search.arch_start_epoch, cfg.search.use_dgs = 0, False
@@ -38,7 +28,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 
 def test_two_process_ddp_search_keeps_alpha_beta_and_weights_identical(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for name, value in ranks[0].items():
         assert torch.equal(value, ranks[1][name]), name

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from stereo_toys import ToyStereoDataset, toy_architecture, toy_config
+from stereo_toys import ToyStereoDataset, free_port, join_test_group, toy_architecture, toy_config
 
 from models.stereo_net import SpikingStereoNet, current_lif_b
-from stereo.distributed import init_distributed, shutdown
+from stereo.distributed import shutdown
 from stereo.runtime import seed_everything
 from stereo.training import train
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    torch.set_num_threads(1)
-    ctx = init_distributed("cpu")
+    ctx = join_test_group(rank, world_size, port)
     try:
         model, _ = train(toy_config(epochs=2), toy_architecture(), ToyStereoDataset(4, 48, 72),
                          ToyStereoDataset(3, 48, 72, seed=50), out_dir, ctx, seed=3)
@@ -37,7 +27,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 
 def test_two_process_ddp_on_cpu_keeps_ranks_identical(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert ranks[0]["b"] == ranks[1]["b"]
     for name, value in ranks[0]["params"].items():
