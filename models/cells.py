@@ -3,7 +3,14 @@
 A cell at ``level`` takes s0 (the output of two layers back, possibly from one of several levels)
 and s1 (the previous layer's output), brings each to this level (binary resampling) and to
 C = filter_multiplier * 2^level channels (1x1 conv + BN + LIF), and computes 3 LIF nodes; node i
-sums the ops of its incoming edges. The output concatenates the 3 nodes (3C channels).
+feeds its LIF the weighted mean of the ops on its incoming edges. The output concatenates the 3
+nodes (3C channels).
+
+Why the mean and not the sum: edge outputs are spikes (0/1), so a plain sum puts the node membrane
+on integers, exactly where the Dspike surrogate (support 0 < u < 1) is zero — no gradient would
+ever cross a node. The mean of a retrained node's two edges puts "one edge spiked" at u = 0.5, the
+centre of the surrogate; the supernet's softmax weights give the same normalisation (weights sum
+to the number of edges), and its 0/1 discrete mode the same mean as the retrained cell.
 
 Which ops exist on which edge is data (``edge_ops``): all three on all nine edges in the supernet,
 one op on each genotype edge in the retrained network. With ``op_weights`` None every built op
@@ -71,16 +78,16 @@ class Cell(nn.Module):
         s0_weights = s0_weights or {lvl: 1.0 for lvl in s0_by_level}
         states = [self.preprocess_s0(s0_by_level, s0_weights), self.pre1(resample_levels(s1, self.s1_level, self.level))]
         for node in range(NUM_NODES):
-            total = None
+            total, weight_sum = None, 0.0
             for edge in edges_into(node):
                 ops = self.edges[str(edge)] if str(edge) in self.edges else {}
                 source = states[EDGES[edge][1]]
                 for name, op in ops.items():
-                    out = op(source)
-                    if op_weights is not None:
-                        out = op_weights[edge, OPS.index(name)] * out
+                    weight = 1.0 if op_weights is None else op_weights[edge, OPS.index(name)]
+                    out = op(source) if op_weights is None else weight * op(source)
                     total = out if total is None else total + out
+                    weight_sum = weight_sum + weight
             if total is None:
                 raise ValueError(f"node {node} has no incoming op")
-            states.append(self.nodes[node](total))
+            states.append(self.nodes[node](total / weight_sum))
         return torch.cat(states[2:], dim=2)
