@@ -23,7 +23,7 @@ from torch import nn
 from models.cells import Cell
 from models.neurons import ConvBNLIF
 from models.ops import resample_levels
-from models.topology import EDGES, MOVE_DELTA, MOVES, NUM_EDGES, OPS, trellis
+from models.topology import MOVE_DELTA, MOVES, NUM_EDGES, OPS, trellis
 
 Transition = tuple[int, int, int]  # (source level, move index, target level)
 
@@ -165,8 +165,3 @@ def supernet_transitions(num_layers: int) -> list[list[Transition]]:
     """Every valid move of the trellis table (the supernet)."""
     return trellis(num_layers)
 
-
-__all__ = [
-    "EDGES", "TrellisNet", "all_edge_ops", "build_stem", "genotype_edge_ops", "genotype_op_mask",
-    "path_transitions", "supernet_transitions",
-]
