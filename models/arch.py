@@ -1,8 +1,8 @@
 """Architecture files: the versioned JSON that search writes and training reads (SPEC §6).
 
 {
-  "format": "spikedhs-stereo-architecture", "version": 1,
-  "num_bins": 5, "max_disparity_px": 48,
+  "format": "spikedhs-stereo-architecture", "version": 2,
+  "num_bins": 5, "max_disparity_px": 48, "cost_volume": "correlation",   # or "concat"
   "feature":  {"path": [1, 0], "genotype": [[edge, op], ... 6 rows], "filter_multiplier": 8,
                "block_multiplier": 3, "steps": 3},
   "matching": {... same keys ...},
@@ -12,6 +12,10 @@
 
 Genotype rows are [edge index 0-8, op index into topology.OPS], two rows per node in node order.
 The loader says exactly what is wrong with a bad file.
+
+Version 2 (cells whose edges carry currents, SPEC §6) replaced version 1 (edges that spiked). A
+version 1 file is converted on load: path and genotype mean the same cells; the ``lif_b`` entries of
+edge LIFs, which no longer exist, are dropped; its cost volume was concatenation.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Any
 
 from data_tools.atomic import write_json_atomic
 from data_tools.errors import UserError
+from models.cost_volume import COST_VOLUMES
 from models.topology import EDGES, NUM_EDGES, NUM_LEVELS, NUM_NODES, OPS, PAD_MULTIPLE, path_error
 
 ARCH_FORMAT = "spikedhs-stereo-architecture"
-ARCH_VERSION = 1
+ARCH_VERSION = 2
+DEFAULT_COST_VOLUME = "correlation"
 
 
 @dataclass
@@ -48,6 +54,7 @@ class Architecture:
     max_disparity_px: int = 48
     lif_b: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    cost_volume: str = DEFAULT_COST_VOLUME
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": ARCH_FORMAT, "version": ARCH_VERSION, **asdict(self)}
@@ -109,9 +116,12 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
         raise UserError(f"{where}: expected a JSON object")
     if payload.get("format") != ARCH_FORMAT:
         raise UserError(f"{where}: not a SpikeDHS-Stereo architecture file (format must be '{ARCH_FORMAT}')")
+    if payload.get("version") == 1:
+        payload = _upgrade_version_1(payload)
     if payload.get("version") != ARCH_VERSION:
         raise UserError(f"{where}: unsupported architecture version {payload.get('version')!r} (expected {ARCH_VERSION})")
-    known = {"format", "version", "feature", "matching", "num_bins", "max_disparity_px", "lif_b", "source"}
+    known = {"format", "version", "feature", "matching", "num_bins", "max_disparity_px", "lif_b", "source",
+             "cost_volume"}
     if unknown := set(payload) - known:
         raise UserError(f"{where}: unknown key(s) {sorted(unknown)}")
     for key in ("feature", "matching"):
@@ -124,7 +134,10 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
         max_disparity_px=payload.get("max_disparity_px", 48),
         lif_b=payload.get("lif_b", {}),
         source=payload.get("source", ""),
+        cost_volume=payload.get("cost_volume", DEFAULT_COST_VOLUME),
     )
+    if arch.cost_volume not in COST_VOLUMES:
+        raise UserError(f"{where}: cost_volume must be one of {', '.join(COST_VOLUMES)}, got {arch.cost_volume!r}")
     if not isinstance(arch.num_bins, int) or arch.num_bins < 1:
         raise UserError(f"{where}: num_bins must be a positive integer, got {arch.num_bins!r}")
     if not isinstance(arch.max_disparity_px, int) or arch.max_disparity_px <= 0 or arch.max_disparity_px % PAD_MULTIPLE:
@@ -134,6 +147,14 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
     ):
         raise UserError(f"{where}: lif_b must map layer names to numbers in [1, 6]")
     return arch
+
+
+def _upgrade_version_1(payload: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 file as version 2: same cells, edge LIFs' b dropped, concatenation volume."""
+    lif_b = payload.get("lif_b", {})
+    if isinstance(lif_b, dict):
+        lif_b = {name: b for name, b in lif_b.items() if ".edges." not in name}
+    return {**payload, "version": ARCH_VERSION, "lif_b": lif_b, "cost_volume": "concat"}
 
 
 def load_architecture(path: Path | str) -> Architecture:

@@ -2,15 +2,21 @@
 
 A cell at ``level`` takes s0 (the output of two layers back, possibly from one of several levels)
 and s1 (the previous layer's output), brings each to this level (binary resampling) and to
-C = filter_multiplier * 2^level channels (1x1 conv + BN + LIF), and computes 3 LIF nodes; node i
-feeds its LIF the weighted mean of the ops on its incoming edges. The output concatenates the 3
-nodes (3C channels).
+C = filter_multiplier * 2^level channels (1x1 conv + BN + LIF), and computes 3 nodes. As in the
+authors' retraining cell, edges carry currents: an op is conv + BN (or a skip handing its source's
+spikes over as a current), and a node adds the currents of its edges into its membrane — the node is
+the cell's only LIF. The output concatenates the 3 nodes' spikes (3C channels).
 
-Why the mean and not the sum: edge outputs are spikes (0/1), so a plain sum puts the node membrane
-on integers, exactly where the Dspike surrogate (support 0 < u < 1) is zero — no gradient would
-ever cross a node. The mean of a retrained node's two edges puts "one edge spiked" at u = 0.5, the
-centre of the surrogate; the supernet's softmax weights give the same normalisation (weights sum
-to the number of edges), and its 0/1 discrete mode the same mean as the retrained cell.
+Why keep the 1x1 pre-processing LIFs (``pre0``/``pre1``), which the authors' cell does not have:
+s0 and s1 arrive at other levels and channel counts than the cell's, and a conv that adapts them must
+feed a LIF so that every edge op's conv still sees binary spikes and a skip edge still hands spikes.
+
+The node's surrogate sharpness b (the ops' identity, snn_b3 vs snn_b5): the mean b of the node's
+incoming conv ops; skip edges bring no b of their own. In the retrained net this is fixed at build time
+in the node LIF's ``b`` buffer (so DGS and ``lif_b`` can move it later). In the supernet it is the
+op-weighted mean of the same b values, computed each forward from the weights (a 0/1 mask gives the
+retrained rule exactly); a node whose weights select only skips uses the default b. One LIF
+recursion per node either way.
 
 Which ops exist on which edge is data (``edge_ops``): all three on all nine edges in the supernet,
 one op on each genotype edge in the retrained network. With ``op_weights`` None every built op
@@ -23,9 +29,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.neurons import ConvBNLIF, make_activation
+from models.neurons import DEFAULT_B, ConvBNLIF, make_activation
 from models.ops import make_op, resample_levels
-from models.topology import EDGES, NUM_NODES, OPS, edges_into, level_channels
+from models.topology import EDGES, NUM_NODES, OP_INITIAL_B, OPS, edges_into, level_channels
+
+
+def node_b(op_names: list[str]) -> float:
+    """A retrained node's b: the mean b of its incoming conv ops (skips bring none; default if all skip)."""
+    values = [OP_INITIAL_B[name] for name in op_names if name in OP_INITIAL_B]
+    return sum(values) / len(values) if values else DEFAULT_B
 
 
 class Cell(nn.Module):
@@ -51,10 +63,13 @@ class Cell(nn.Module):
         })
         self.pre1 = ConvBNLIF(s1_channels, channels, 1, dims=dims, ann=ann)
         self.edges = nn.ModuleDict({
-            str(edge): nn.ModuleDict({OPS[op]: make_op(OPS[op], channels, dims, ann) for op in ops})
+            str(edge): nn.ModuleDict({OPS[op]: make_op(OPS[op], channels, dims) for op in ops})
             for edge, ops in sorted(edge_ops.items())
         })
-        self.nodes = nn.ModuleList(make_activation(ann) for _ in range(NUM_NODES))
+        self.nodes = nn.ModuleList(
+            make_activation(ann, node_b([OPS[op] for e in edges_into(node) for op in edge_ops.get(e, [])]))
+            for node in range(NUM_NODES)
+        )
 
     def preprocess_s0(self, s0_by_level: dict[int, torch.Tensor], weights: dict[int, torch.Tensor | float]) -> torch.Tensor:
         """Weighted sum over the s0 levels given (a single one with weight 1 in a discrete network)."""
@@ -78,16 +93,25 @@ class Cell(nn.Module):
         s0_weights = s0_weights or {lvl: 1.0 for lvl in s0_by_level}
         states = [self.preprocess_s0(s0_by_level, s0_weights), self.pre1(resample_levels(s1, self.s1_level, self.level))]
         for node in range(NUM_NODES):
-            total, weight_sum = None, 0.0
+            current = None
             for edge in edges_into(node):
                 ops = self.edges[str(edge)] if str(edge) in self.edges else {}
                 source = states[EDGES[edge][1]]
                 for name, op in ops.items():
-                    weight = 1.0 if op_weights is None else op_weights[edge, OPS.index(name)]
-                    out = op(source) if op_weights is None else weight * op(source)
-                    total = out if total is None else total + out
-                    weight_sum = weight_sum + weight
-            if total is None:
+                    out = op(source) if op_weights is None else op_weights[edge, OPS.index(name)] * op(source)
+                    current = out if current is None else current + out
+            if current is None:
                 raise ValueError(f"node {node} has no incoming op")
-            states.append(self.nodes[node](total / weight_sum))
+            b = None if op_weights is None else self.mixed_node_b(node, op_weights)
+            states.append(self.nodes[node](current, b=b))
         return torch.cat(states[2:], dim=2)
+
+    def mixed_node_b(self, node: int, op_weights: torch.Tensor) -> torch.Tensor:
+        """The supernet's node b: the op-weighted mean b of the conv ops built into ``node`` (no gradient)."""
+        weight_sum = b_sum = op_weights.new_zeros(())
+        for edge in edges_into(node):
+            for name in self.edges[str(edge)] if str(edge) in self.edges else {}:
+                if name in OP_INITIAL_B:
+                    weight = op_weights[edge, OPS.index(name)].detach()
+                    weight_sum, b_sum = weight_sum + weight, b_sum + weight * OP_INITIAL_B[name]
+        return torch.where(weight_sum > 0, b_sum / weight_sum.clamp_min(1e-12), torch.full_like(b_sum, DEFAULT_B))

@@ -210,14 +210,16 @@ class MultiStepLIF(nn.Module):
         self.detach_reset = detach_reset
         self.compiled = compiled
 
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        spikes, _ = self.forward_stateful(x_seq)
+    def forward(self, x_seq: torch.Tensor, b: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Spikes of the sequence; ``b`` overrides the buffer for this call (a supernet node's mixed b)."""
+        spikes, _ = self.forward_stateful(x_seq, b=b)
         return spikes
 
-    def forward_stateful(self, x_seq: torch.Tensor,
-                         v_init: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_stateful(self, x_seq: torch.Tensor, v_init: torch.Tensor | None = None,
+                         b: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Spikes and the last membrane, starting from ``v_init`` (rest if None): for streaming callers."""
-        return lif_multistep(x_seq, self.b, self.v_threshold, self.decay, self.detach_reset, v_init,
+        sharpness = self.b if b is None else b
+        return lif_multistep(x_seq, sharpness, self.v_threshold, self.decay, self.detach_reset, v_init,
                              self.compiled)
 
     def extra_repr(self) -> str:
@@ -228,36 +230,56 @@ class MultiStepLIF(nn.Module):
 class SequenceReLU(nn.ReLU):
     """The ANN twin's activation in place of a LIF: elementwise, so (T, B, ...) layout passes through."""
 
+    def forward(self, x_seq: torch.Tensor, b: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``b`` is accepted (and ignored) so that the twin's nodes are called like the SNN's."""
+        return super().forward(x_seq)
+
 
 def make_activation(ann: bool, b: float = DEFAULT_B) -> nn.Module:
     """LIF for the SNN, ReLU for its ANN twin."""
     return SequenceReLU() if ann else MultiStepLIF(b=b)
 
 
-class ConvBNLIF(nn.Module):
-    """conv + BN (applied to all T steps folded into the batch) feeding a multi-step LIF; 2D or 3D.
+class ConvBN(nn.Module):
+    """conv + BN applied to all T steps folded into the batch: the current a cell edge hands its node.
 
-    Input (T, B, C, H, W) for ``dims=2`` or (T, B, C, D, H, W) for ``dims=3``. ``membrane_input``
-    exposes conv+BN alone so that DGS can mix candidate copies of this block.
+    Input (T, B, C, H, W) for ``dims=2`` or (T, B, C, D, H, W) for ``dims=3``; output the same layout.
+    ``b`` is the surrogate sharpness this op brings to the LIF it feeds (SPEC §6: snn_b3 / snn_b5).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int | None = None, dims: int = 2, b: float = DEFAULT_B, ann: bool = False) -> None:
+                 padding: int | None = None, dims: int = 2, b: float = DEFAULT_B) -> None:
         super().__init__()
         if dims not in (2, 3):
-            raise ValueError(f"ConvBNLIF dims must be 2 or 3, got {dims}")
+            raise ValueError(f"ConvBN dims must be 2 or 3, got {dims}")
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
         norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
         padding = kernel_size // 2 if padding is None else padding
         self.conv = conv(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
         self.bn = norm(out_channels)
-        self.neuron = make_activation(ann, b)
+        self.b = float(b)
 
-    def membrane_input(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         """BN(conv(x)) for every step: (T, B, C, ...) -> (T, B, C_out, ...)."""
         steps, batch = x_seq.shape[:2]
         y = self.bn(self.conv(x_seq.flatten(0, 1)))
         return y.unflatten(0, (steps, batch))
+
+
+class ConvBNLIF(ConvBN):
+    """conv + BN feeding a multi-step LIF (ReLU in the ANN twin); 2D or 3D.
+
+    ``membrane_input`` exposes conv+BN alone so that DGS can mix candidate copies of this block.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int | None = None, dims: int = 2, b: float = DEFAULT_B, ann: bool = False) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dims, b)
+        self.neuron = make_activation(ann, b)
+
+    def membrane_input(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """BN(conv(x)) for every step: (T, B, C, ...) -> (T, B, C_out, ...)."""
+        return super().forward(x_seq)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         return self.neuron(self.membrane_input(x_seq))

@@ -1,8 +1,9 @@
 """Candidate operations of a cell edge and binary-preserving resampling between levels (SPEC §5, §6).
 
-Each op keeps its identity after decoding: ``skip_connect`` is the identity (cells run every edge
-at one level and channel count, so shapes always allow it), ``snn_b3``/``snn_b5`` are conv3x3 + BN
-feeding a LIF whose surrogate starts at b = 3 / 5.
+Ops hand their node a current (SPEC §6, the authors' retrain cell): ``skip_connect`` passes the
+source's spikes on as a current (the identity: cells run every edge at one level and channel count,
+so shapes always allow it); ``snn_b3``/``snn_b5`` are conv3x3 + BN with no LIF of their own, whose
+b (3 / 5) shapes the surrogate of the node they feed. Each op keeps its identity after decoding.
 Resampling uses max-pooling down and nearest-neighbour up, so spikes stay exactly 0/1.
 """
 
@@ -12,16 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.neurons import ConvBNLIF
+from models.neurons import ConvBN
 from models.topology import OP_INITIAL_B, OPS
 
 
-def make_op(name: str, channels: int, dims: int, ann: bool = False) -> nn.Module:
-    """One candidate op working on (T, B, channels, *spatial) sequences."""
+def make_op(name: str, channels: int, dims: int) -> nn.Module:
+    """One candidate op: (T, B, channels, *spatial) spikes -> a current of the same shape."""
     if name == "skip_connect":
         return nn.Identity()
     if name in OP_INITIAL_B:
-        return ConvBNLIF(channels, channels, 3, dims=dims, b=OP_INITIAL_B[name], ann=ann)
+        return ConvBN(channels, channels, 3, dims=dims, b=OP_INITIAL_B[name])
     raise ValueError(f"unknown op {name!r}; expected one of {OPS}")
 
 

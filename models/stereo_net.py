@@ -3,7 +3,8 @@
 left, right (B, T, C, H, W) event tensors
   -> both views folded into the batch (shared weights, separate neuron state), padded to a multiple of 24
   -> feature TrellisNet (2D, spikes at level 0 = 1/3 resolution) per time step
-  -> concatenation cost volume over D = maxdisp/3 per time step
+  -> cost volume over D = maxdisp/3 per time step: correlation (AND of left and shifted right spikes,
+     binary) or concatenation, as the architecture file says
   -> matching TrellisNet (3D) -> mean over T -> Conv3d to one cost channel
   -> trilinear upsample to (maxdisp, H, W) -> softmin over disparity -> expectation -> crop back.
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from data_tools.errors import UserError
 from models.arch import Architecture
-from models.cost_volume import concat_cost_volume
+from models.cost_volume import build_cost_volume, cost_volume_channels
 from models.neurons import MultiStepLIF, SequenceReLU, lif_modules
 from models.regression import soft_argmin_disparity, upsample_cost
 from models.topology import LEVEL_DOWNSAMPLE, PAD_MULTIPLE
@@ -44,8 +45,9 @@ class SpikingStereoNet(nn.Module):
         self.ann = ann
         self.max_disp = arch.max_disparity_px
         self.num_disp = arch.max_disparity_px // LEVEL_DOWNSAMPLE[0]
+        self.cost_volume = arch.cost_volume
         self.feature = build_trellis(arch.feature, 2, in_channels, ann)
-        self.matching = build_trellis(arch.matching, 3, 2 * self.feature.out_channels, ann)
+        self.matching = build_trellis(arch.matching, 3, cost_volume_channels(arch.cost_volume, self.feature.out_channels), ann)
         self.cost_head = nn.Conv3d(self.matching.out_channels, 1, 3, padding=1)
         apply_lif_b(self, arch.lif_b)
 
@@ -62,7 +64,7 @@ class SpikingStereoNet(nn.Module):
         feats = self.feature(x_seq)
         steps = feats.shape[0]
         feat_left, feat_right = feats[:, :batch], feats[:, batch:]
-        volume = concat_cost_volume(feat_left.flatten(0, 1), feat_right.flatten(0, 1), self.num_disp)
+        volume = build_cost_volume(self.cost_volume, feat_left.flatten(0, 1), feat_right.flatten(0, 1), self.num_disp)
         matched = self.matching(volume.unflatten(0, (steps, batch)))  # (T, B, Cm, D, h, w)
         cost = self.cost_head(matched.mean(dim=0))
         cost = upsample_cost(cost, self.max_disp, x_seq.shape[-2], x_seq.shape[-1])

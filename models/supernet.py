@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.arch import Architecture, NetSpec
+from models.arch import DEFAULT_COST_VOLUME, Architecture, NetSpec
+from models.cost_volume import cost_volume_channels
 from models.decode import decode_genotype, move_probabilities, viterbi_path
 from models.neurons import lif_modules
 from models.stereo_net import SpikingStereoNet, neuron_names
@@ -73,11 +74,12 @@ class SearchStereoNet(SpikingStereoNet):
 
     def __init__(self, in_channels: int = 2, num_bins: int = 5, max_disparity_px: int = 48,
                  feature_layers: int = 2, matching_layers: int = 4, filter_multiplier: int = 4,
-                 steps: int = NUM_NODES, ann: bool = False, init_std: float = 1e-3) -> None:
+                 steps: int = NUM_NODES, ann: bool = False, init_std: float = 1e-3,
+                 cost_volume: str = DEFAULT_COST_VOLUME) -> None:
         template = Architecture(
             feature=NetSpec([0] * feature_layers, _TEMPLATE_GENOTYPE, filter_multiplier, steps, steps),
             matching=NetSpec([0] * matching_layers, _TEMPLATE_GENOTYPE, filter_multiplier, steps, steps),
-            num_bins=num_bins, max_disparity_px=max_disparity_px,
+            num_bins=num_bins, max_disparity_px=max_disparity_px, cost_volume=cost_volume,
         )
         super().__init__(template, in_channels, ann)
         self.num_bins = num_bins
@@ -85,7 +87,7 @@ class SearchStereoNet(SpikingStereoNet):
         self.filter_multiplier = filter_multiplier
         self.steps = steps
         self.feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std)
-        self.matching = SearchTrellis(3, 2 * self.feature.out_channels, filter_multiplier, steps,
+        self.matching = SearchTrellis(3, cost_volume_channels(cost_volume, self.feature.out_channels), filter_multiplier, steps,
                                       matching_layers, ann, init_std)
 
     @classmethod
@@ -94,7 +96,8 @@ class SearchStereoNet(SpikingStereoNet):
         if arch.feature.filter_multiplier != arch.matching.filter_multiplier:
             raise ValueError("the supernet shares one filter multiplier between feature and matching nets")
         net = cls(in_channels, arch.num_bins, arch.max_disparity_px, len(arch.feature.path),
-                  len(arch.matching.path), arch.feature.filter_multiplier, arch.feature.steps, ann)
+                  len(arch.matching.path), arch.feature.filter_multiplier, arch.feature.steps, ann,
+                  cost_volume=arch.cost_volume)
         net.set_discrete(arch)
         return net
 
@@ -120,7 +123,8 @@ class SearchStereoNet(SpikingStereoNet):
         for name, net in (("feature", self.feature), ("matching", self.matching)):
             path, genotype = net.decode()
             specs[name] = NetSpec(path, genotype, fm, self.steps, self.steps)
-        arch = Architecture(specs["feature"], specs["matching"], self.num_bins, self.max_disp, {}, source)
+        arch = Architecture(specs["feature"], specs["matching"], self.num_bins, self.max_disp, {}, source,
+                            self.cost_volume)
         # The retrained net's LIF names (a cheap fm = 1 build) are a subset of the supernet's.
         names = neuron_names(SpikingStereoNet(_with_filter_multiplier(arch, 1), self.in_channels, self.ann))
         lifs = lif_modules(self)
@@ -131,4 +135,5 @@ class SearchStereoNet(SpikingStereoNet):
 def _with_filter_multiplier(arch: Architecture, fm: int) -> Architecture:
     def resized(spec: NetSpec) -> NetSpec:
         return NetSpec(spec.path, spec.genotype, fm, spec.block_multiplier, spec.steps)
-    return Architecture(resized(arch.feature), resized(arch.matching), arch.num_bins, arch.max_disparity_px)
+    return Architecture(resized(arch.feature), resized(arch.matching), arch.num_bins, arch.max_disparity_px,
+                        cost_volume=arch.cost_volume)

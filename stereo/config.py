@@ -59,6 +59,7 @@ class SearchConfig:
     block_multiplier: int = 3
     steps: int = 3
     max_disparity_px: int = NETWORK_MAX_DISPARITY_PX
+    cost_volume: str = "correlation"  # correlation (AND of spikes) | concat
     weight_lr: float = 2e-3
     weight_lr_min: float = 1e-4
     weight_momentum: float = 0.9

@@ -9,7 +9,8 @@ from torch import nn
 
 from data_tools.errors import UserError
 from models.cost_volume import concat_cost_volume
-from models.neurons import ConvBNLIF, MultiStepLIF, SequenceReLU
+from models.neurons import ConvBN, SequenceReLU, lif_multistep
+from models.ops import resample_levels
 from models.regression import soft_argmin_disparity, upsample_cost
 from models.stereo_net import SpikingStereoNet, current_lif_b
 
@@ -79,24 +80,44 @@ def test_a_view_gives_the_same_output_alone_or_beside_another_in_either_order():
     assert not torch.allclose(swapped, alone)  # the views are not interchangeable
 
 
-def test_decoded_ops_keep_their_identity_and_lif_b_is_applied():
-    arch = toy_architecture(lif_b={"feature.stem.0.neuron": 2.2})
+def test_decoded_ops_keep_their_identity_carry_currents_and_lif_b_is_applied():
+    arch = toy_architecture(lif_b={"feature.stem.0.neuron": 2.2, "feature.cells.0_0_1.nodes.1": 4.5})
     net = SpikingStereoNet(arch, in_channels=2)
     cell = net.feature.cells["0_0_1"]  # genotype rows: edge 0 skip, 1 b3, 2 b3, 3 b5, 7 b3, 8 skip
     assert isinstance(cell.edges["0"]["skip_connect"], nn.Identity)
     assert isinstance(cell.edges["8"]["skip_connect"], nn.Identity)
     b3, b5 = cell.edges["1"]["snn_b3"], cell.edges["3"]["snn_b5"]
-    assert isinstance(b3, ConvBNLIF) and isinstance(b5, ConvBNLIF)
-    assert float(b3.neuron.b) == 3.0 and float(b5.neuron.b) == 5.0
+    assert type(b3) is ConvBN and type(b5) is ConvBN  # currents: no LIF of their own
+    assert (b3.b, b5.b) == (3.0, 5.0)
     assert b3.conv.weight.data_ptr() != b5.conv.weight.data_ptr()
-    x = (torch.rand(2, 1, cell.edges["1"]["snn_b3"].conv.in_channels, 4, 4) < 0.5).float()
+    x = (torch.rand(2, 1, b3.conv.in_channels, 4, 4) < 0.5).float()
     assert torch.equal(cell.edges["0"]["skip_connect"](x), x)
+    b3.eval()
+    current = b3(x)
+    assert not torch.equal(current, (current > 0).float())  # a real-valued current, not spikes
     b = current_lif_b(net)
-    assert b["feature.stem.0.neuron"] == pytest.approx(2.2) and b["feature.cells.0_0_1.edges.3.snn_b5.neuron"] == 5.0
-    assert all(isinstance(m, MultiStepLIF) for m in (b3.neuron, b5.neuron))
+    # node b = mean b of the node's conv ops; skips bring none: node 0 <- (b3, skip), node 2 <- (b3, skip)
+    assert b["feature.stem.0.neuron"] == pytest.approx(2.2)
+    assert b["feature.cells.0_0_1.nodes.0"] == 3.0 and b["feature.cells.0_0_1.nodes.2"] == 3.0
+    assert b["feature.cells.0_0_1.nodes.1"] == pytest.approx(4.5)  # (b3 + b5) / 2 = 4, then lif_b's 4.5
+    assert not any(".edges." in name for name in b)  # every LIF sits at a node, a stem, a pre or a fuse
     twin = SpikingStereoNet(arch, in_channels=2, ann=True)
-    assert isinstance(twin.feature.cells["0_0_1"].edges["3"]["snn_b5"].neuron, SequenceReLU)
+    assert isinstance(twin.feature.cells["0_0_1"].nodes[1], SequenceReLU)
     assert current_lif_b(twin) == {}
+
+
+def test_a_node_integrates_the_sum_of_its_edge_currents():
+    """Node 0 of a retrained cell: LIF(pre0 spikes (skip) + BN(conv(pre1 spikes)) (b3)), nothing else."""
+    torch.manual_seed(0)
+    net = SpikingStereoNet(toy_architecture(), in_channels=2).eval()
+    cell = net.feature.cells["0_0_1"]
+    s0 = (torch.rand(2, 1, 6, 6, 6) < 0.3).float()
+    s1 = (torch.rand(2, 1, 6, 6, 6) < 0.3).float()
+    out = cell({0: s0}, s1)
+    pre0 = cell.pre0["0"](resample_levels(s0, 0, 1))
+    pre1 = cell.pre1(resample_levels(s1, 0, 1))
+    expected, _ = lif_multistep(pre0 + cell.edges["1"]["snn_b3"](pre1), 3.0)
+    torch.testing.assert_close(out[:, :, : expected.shape[2]], expected)
 
 
 def test_unknown_lif_b_name_is_a_user_error():
