@@ -43,6 +43,10 @@ class TrainConfig:
     rate_layers: list[str] = field(default_factory=lambda: ["feature", "matching"])  # module-name prefixes
     grad_clip: float = 0.0
     log_every: int = 10
+    # Learning curves: also validate every this many optimiser steps (0 = at epoch ends only), each
+    # point a row of curve.csv (step, training seconds, validation MDE). Short runs need it to show
+    # when a network leaves the constant-prediction plateau.
+    val_every_steps: int = 0
     # "precise BN": before each validation, re-estimate BN statistics on this many training batches
     # (0 = keep the running averages). Short runs need it: a spiking layer fed BN's start values
     # (mean 0, var 1) stays silent in eval mode until the running averages have caught up.

@@ -43,6 +43,7 @@ from stereo.runtime import seed_everything
 
 RATE_PREFIXES = ["feature", "matching"]
 METRICS_CSV = "metrics.csv"
+CURVE_CSV = "curve.csv"
 
 
 def open_datasets(prepared_dir: Path, cfg: Config, seed: int) -> tuple[Dataset, Dataset]:
@@ -212,6 +213,8 @@ def train(
             print(f"{out_dir / LAST_CHECKPOINT_NAME} already has {start_epoch} epochs (train.epochs = {cfg.train.epochs}): "
                   "nothing to do; raise train.epochs to continue")
     row: dict[str, Any] = {}
+    focal_baseline = float(getattr(val_set, "focal_baseline_px_m", 1.0))
+    curve = LearningCurve(out_dir / CURVE_CSV, start_epoch * len(train_loader), ckpt, ctx.is_main)
     for epoch in range(start_epoch, cfg.train.epochs):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -223,6 +226,7 @@ def train(
         total_loss, steps = 0.0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False, disable=not show)
         for batch in bar:
+            step_started = time.perf_counter()
             loss = training_loss(model, raw, to_device(batch, device), cfg, ann)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -230,14 +234,20 @@ def train(
                 torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.train.grad_clip)
             optimizer.step()
             total_loss, steps = total_loss + loss.item(), steps + 1
+            curve.add_step(loss.item(), time.perf_counter() - step_started)
             if steps % max(cfg.train.log_every, 1) == 0:
                 bar.set_postfix(loss=f"{total_loss / steps:.3f}")
+            if cfg.train.val_every_steps > 0 and curve.step % cfg.train.val_every_steps == 0:
+                curve.record(epoch + 1, validate(raw, val_loader, focal_baseline, ctx, ann, show=False), ctx)
+                raw.train()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         train_loss = float(all_reduce_sum(torch.tensor([total_loss / max(steps, 1)], device=device), ctx)) / ctx.world_size
         if cfg.train.precise_bn_batches > 0:
             recalibrate_batchnorm(raw, train_loader, cfg.train.precise_bn_batches, ctx)
-        val = validate(raw, val_loader, float(getattr(val_set, "focal_baseline_px_m", 1.0)), ctx, ann, show)
+        val = validate(raw, val_loader, focal_baseline, ctx, ann, show)
+        if cfg.train.val_every_steps > 0 and curve.step % cfg.train.val_every_steps:
+            curve.record(epoch + 1, val, ctx)  # the epoch's end is a point of the curve too
         improved = val["mde_px"] < best_mde or math.isinf(best_mde)  # best.pt exists from epoch 1 on
         best_mde = val["mde_px"] if improved else best_mde
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "val_mde_px": val["mde_px"],
@@ -253,6 +263,7 @@ def train(
             save_checkpoint(out_dir / LAST_CHECKPOINT_NAME, {
                 **payload, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": rng_state(), "dgs_history": dgs.history if dgs is not None else [],
+                "train_time_s": curve.train_time_s,
             })
             write_json_atomic(out_dir / "architecture.json", payload["architecture"])
             if dgs is not None:
@@ -265,6 +276,48 @@ def train(
     if writer is not None:
         writer.close()
     return raw, row
+
+
+class LearningCurve:
+    """Validation MDE against optimiser step and training seconds (validation time excluded): curve.csv.
+
+    Each row: step, epoch, train_time_s, train_loss (mean since the previous row), val_mde_px, val_1pa.
+    On resume the clock continues from the checkpoint and rows after its step are dropped.
+    """
+
+    def __init__(self, path: Path, start_step: int, ckpt: dict[str, Any] | None, write: bool) -> None:
+        self.path, self.step, self.write = path, start_step, write
+        self.train_time_s = float(ckpt.get("train_time_s", 0.0)) if ckpt else 0.0
+        self._losses: list[float] = []
+        self.rows = [r for r in _read_rows(path) if int(r["step"]) <= start_step] if ckpt else []
+
+    def add_step(self, loss: float, seconds: float) -> None:
+        self.step += 1
+        self.train_time_s += seconds
+        self._losses.append(loss)
+
+    def record(self, epoch: int, val: dict[str, Any], ctx: DistContext) -> None:
+        loss = float(all_reduce_sum(torch.tensor([sum(self._losses) / max(len(self._losses), 1)], device=ctx.device),
+                                    ctx)) / ctx.world_size
+        self._losses = []
+        self.rows.append({"step": self.step, "epoch": epoch, "train_time_s": round(self.train_time_s, 3),
+                          "train_loss": loss, "val_mde_px": val["mde_px"], "val_1pa": val["1pa"]})
+        if self.write:
+            _write_rows(self.path, self.rows)
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        out = csv.DictWriter(handle, fieldnames=list(rows[-1]))
+        out.writeheader()
+        out.writerows(rows)
 
 
 def dgs_loss(device: torch.device):
@@ -284,12 +337,8 @@ def _open_writer(out_dir: Path, start_epoch: int):
 
 def _log(csv_path: Path, writer, row: dict[str, Any], fresh: bool) -> None:
     """Append a CSV row (a new file at epoch 1) and the same scalars to TensorBoard."""
-    rows = [] if fresh or not csv_path.is_file() else list(csv.DictReader(csv_path.open()))
-    rows = [r for r in rows if int(r["epoch"]) < row["epoch"]] + [row]
-    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
-        out = csv.DictWriter(handle, fieldnames=list(row))
-        out.writeheader()
-        out.writerows(rows)
+    rows = [] if fresh else _read_rows(csv_path)
+    _write_rows(csv_path, [r for r in rows if int(r["epoch"]) < row["epoch"]] + [row])
     for key, value in row.items():
         if key != "epoch":
             writer.add_scalar(key, value, row["epoch"])

@@ -25,10 +25,12 @@ def toy_data():
     return ToyStereoDataset(4, 48, 72, seed=0), ToyStereoDataset(2, 48, 72, seed=100)
 
 
-def run(tmp_path, name: str, epochs: int, resume: bool = False, ann: bool = False) -> dict:
+def run(tmp_path, name: str, epochs: int, resume: bool = False, ann: bool = False, val_every_steps: int = 0) -> dict:
     """Train the toy architecture into tmp_path/name; returns the last epoch's log row."""
     train_set, val_set = toy_data()
-    return train(toy_config(epochs), toy_architecture(), train_set, val_set, tmp_path / name, CPU,
+    cfg = toy_config(epochs)
+    cfg.train.val_every_steps = val_every_steps
+    return train(cfg, toy_architecture(), train_set, val_set, tmp_path / name, CPU,
                  ann=ann, resume=resume, seed=3)[1]
 
 
@@ -87,6 +89,20 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
     drop_time = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_csv(tmp_path / "straight" / "metrics.csv")]
     assert drop_time == [{k: v for k, v in r.items() if k != "epoch_time_s"}
                          for r in read_csv(tmp_path / "resumed" / "metrics.csv")]
+
+
+def test_learning_curve_has_a_point_every_n_steps_and_resumes_exactly(tmp_path):
+    run(tmp_path, "straight", epochs=2, val_every_steps=1)  # 4 examples, batch 2: 2 steps an epoch
+    run(tmp_path, "resumed", epochs=1, val_every_steps=1)
+    run(tmp_path, "resumed", epochs=2, resume=True, val_every_steps=1)
+    straight, resumed = (read_csv(tmp_path / name / "curve.csv") for name in ("straight", "resumed"))
+    assert [int(r["step"]) for r in straight] == [1, 2, 3, 4]
+    assert [int(r["epoch"]) for r in straight] == [1, 1, 2, 2]
+    times = [float(r["train_time_s"]) for r in resumed]
+    assert all(0 < a < b for a, b in zip(times, times[1:]))  # the training clock continues over the resume
+    for a, b in zip(straight, resumed):
+        assert (a["step"], a["val_mde_px"], a["train_loss"]) == (b["step"], b["val_mde_px"], b["train_loss"])
+    assert len({r["val_mde_px"] for r in straight}) > 1  # every point is a fresh validation
 
 
 def test_resume_without_checkpoint_or_with_the_wrong_kind_is_a_user_error(tmp_path):
