@@ -34,6 +34,7 @@ from eval.metrics import image_metrics
 from models.arch import Architecture, architecture_from_dict
 from models.dgs import DGSScheduler
 from models.firing import FiringRateRecorder
+from models.health import health_report, layer_health
 from models.stereo_net import SpikingStereoNet, current_lif_b
 from models.topology import PAD_MULTIPLE
 from stereo.checkpoint import load_checkpoint, model_payload, rng_state, save_checkpoint, set_rng_state
@@ -318,6 +319,15 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         out = csv.DictWriter(handle, fieldnames=list(rows[-1]))
         out.writeheader()
         out.writerows(rows)
+
+
+def diagnose(cfg: Config, arch: Architecture, train_set: Dataset, device: torch.device, seed: int) -> str:
+    """The health report (models.health) of a freshly built SNN on the first training batch."""
+    seed_everything(seed)
+    net = SpikingStereoNet(arch, in_channels=train_set.in_channels).to(device).train()
+    batch = to_device(next(iter(DataLoader(train_set, batch_size=cfg.train.batch_size))), device)
+    rows = layer_health(net, lambda: disparity_loss(net(batch["left"], batch["right"]), batch))
+    return health_report(rows)
 
 
 def dgs_loss(device: torch.device):
