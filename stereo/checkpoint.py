@@ -68,15 +68,41 @@ def _as_tuples(value: Any) -> Any:
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+def read_checkpoint_file(path: Path | str, device: torch.device | str = "cpu",
+                         missing_hint: str = "train one with stereo/train.py") -> Any:
+    """``torch.load(weights_only=True)`` of a file classified first, so that every bad file is one line.
+
+    Empty, not a zip archive (torch's format), a zip without a pickled object, or refused by the
+    weights-only loader (a pickle of arbitrary objects: never loaded) — each says what the file is not,
+    and never passes on torch's advice to turn the weights-only safety off.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found ({missing_hint})")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: not a checkpoint (the file is empty, 0 bytes)")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a checkpoint (not a PyTorch zip archive; is it a text or a legacy file?)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                raise UserError(f"{path}: not a checkpoint (a zip archive without a saved PyTorch object)")
+    except zipfile.BadZipFile:
+        raise UserError(f"{path}: not a checkpoint (a damaged zip archive; was it cut short?)") from None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: not a readable checkpoint (it holds objects other than tensors and plain data, "
+                        "which are never loaded)") from None
+    except Exception as err:  # torch raises RuntimeError, KeyError, EOFError, ... for damaged archives
+        first = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise UserError(f"{path}: not a readable checkpoint (damaged: {first})") from None
+
+
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a checkpoint of this project; a missing or foreign file is a one-line UserError."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found (train one with stereo/train.py)")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise UserError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0][:200]})") from None
+    ckpt = read_checkpoint_file(path, device)
     if not isinstance(ckpt, dict) or (missing := [k for k in REQUIRED_KEYS if k not in ckpt]):
         what = f"missing {', '.join(missing)}" if isinstance(ckpt, dict) else "not a dict"
         raise UserError(f"{path}: not a SpikeDHS-Stereo checkpoint ({what})")

@@ -16,9 +16,7 @@ alpha/beta with the weights, since they are module parameters); rank 0 writes.
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ from models.dgs import DGSScheduler
 from models.neurons import lif_modules
 from models.supernet import SearchStereoNet
 from models.topology import NUM_NODES, PAD_MULTIPLE
-from stereo.checkpoint import rng_state, save_checkpoint, set_rng_state, state_mismatch
+from stereo.checkpoint import read_checkpoint_file, rng_state, save_checkpoint, set_rng_state, state_mismatch
 from stereo.config import Config, config_to_dict
 from stereo.distributed import DistContext, all_reduce_sum
 from stereo.runtime import seed_everything
@@ -238,12 +236,7 @@ def _write_outputs(out_dir: Path, net: SearchStereoNet, cfg: Config, history: li
 
 
 def _load_resume(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"--resume: {path} not found (start the search without --resume)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise UserError(f"--resume: {path} is not a readable checkpoint ({str(err).splitlines()[0][:200]})") from None
+    ckpt = read_checkpoint_file(path, missing_hint="start the search without --resume")
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "search":
         raise UserError(f"--resume: {path} is not a search checkpoint")
     return ckpt

@@ -113,11 +113,43 @@ def test_resume_without_checkpoint_or_with_the_wrong_kind_is_a_user_error(tmp_pa
         run(tmp_path, "ann", epochs=2, resume=True, ann=False)
 
 
+class Arbitrary:
+    """A class the weights-only loader must refuse to rebuild."""
+
+
+def bad_checkpoint_files(tmp_path) -> dict[str, tuple[bytes, str]]:
+    """One broken file per kind, with the words its error must contain."""
+    good = tmp_path / "good.pt"
+    torch.save({"model_state": {"w": torch.zeros(3)}}, good)
+    data = good.read_bytes()
+    evil = tmp_path / "evil.pt"
+    torch.save({"object": Arbitrary()}, evil)
+    return {
+        "empty.pt": (b"", "the file is empty"),
+        "text.pt": (b"epoch 3, loss 0.1\n", "not a PyTorch zip archive"),
+        "random.pt": (bytes(range(256)) * 8, "not a PyTorch zip archive"),
+        "truncated.pt": (data[: len(data) // 2], "not a checkpoint"),
+        "evil.pt": (evil.read_bytes(), "objects other than tensors"),
+    }
+
+
+@pytest.mark.parametrize("name", ["empty.pt", "text.pt", "random.pt", "truncated.pt", "evil.pt"])
+def test_every_kind_of_broken_checkpoint_is_one_line_naming_the_file(tmp_path, name):
+    content, words = bad_checkpoint_files(tmp_path)[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and words in message and "\n" not in message
+    assert "weights_only" not in message  # never torch's advice to turn the safety off
+
+
 def test_bad_checkpoints_give_clear_errors(tmp_path):
     with pytest.raises(UserError, match="missing.pt: checkpoint not found"):
         load_model_from_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(UserError, match="text.pt: not a readable checkpoint"):
+    with pytest.raises(UserError, match="text.pt: not a checkpoint \\(not a PyTorch zip archive"):
         load_model_from_checkpoint(tmp_path / "text.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(UserError, match="foreign.pt: not a SpikeDHS-Stereo checkpoint"):
