@@ -152,6 +152,7 @@ class EventStream:
             block_stop = min(self.size, max(stop, start + READ_BLOCK_ROWS))
             self._block_start = block_start
             self._block = np.asarray(read_rows(self.dset, block_start, block_stop), dtype=np.float64)
+            self._check_finite(self._block, block_start)
             self._check_sorted(self._block[:, 2], block_start, 1)
         return self._block[start - self._block_start:stop - self._block_start]
 
@@ -162,6 +163,12 @@ class EventStream:
             return self.dset[:: self.stride, 2].astype(np.float64)
         except (OSError, ValueError):
             raise UserError(f"{self.path}: dataset '{self.key}' cannot be read (truncated or corrupt file)") from None
+
+    def _check_finite(self, rows: np.ndarray, first_row: int) -> None:
+        bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+        if bad.size:
+            raise UserError(f"{self.path}: dataset '{self.key}' holds NaN or infinite values (row {first_row + int(bad[0])}); "
+                            "expected finite x, y, t, polarity in every row")
 
     def _check_sorted(self, t: np.ndarray, first_row: int, step: int) -> None:
         bad = np.flatnonzero(np.diff(t) < 0)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_tools.atomic import write_json_atomic
+from data_tools.atomic import remove_stale_temporaries, temporary_name, write_json_atomic
 from data_tools.constants import (
     BASELINE_M,
     CX_PX,
@@ -101,14 +101,16 @@ def process(recording: Recording, frames: list[int], window_us: int, out_file: P
             writer.add(frame, t_end, depth_to_disparity(recording.depth_m(frame), f_b), mask,
                        left.select(slice(first, None)), recording.cameras["right"].window(t_end - window_us, t_end))
             bar.update(1)
-    finally:
-        writer.close()
+    except BaseException:
+        writer.abort()  # the real error, not a second one from finishing a half-written file
+        raise
+    writer.close()
     return len(frames)
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
     """Replace ``out`` by the finished folder ``tmp`` with renames (readers never see a mix)."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    old = temporary_name(out, ".old")
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)
@@ -156,7 +158,26 @@ def prepare(mvsec_root: Path | None = None, split: int | None = None, out: Path 
     with contextlib.ExitStack() as stack:
         recordings = {seq: stack.enter_context(Recording(f)) for seq, f in files.items()}  # validates all first
         frames = {seq: _frames(source, seq, role, recordings[seq]) for seq, role in jobs}
+        check_free_space(out, recordings, frames)
         return _build(out, source, jobs, recordings, frames, window_ms, num_bins, encoding)
+
+
+# Prepared bytes per raw event and per ground-truth frame, measured on the synthetic recording (about
+# 7 bytes an event with Blosc) with a margin: an HDF5 write that hits a full disk can crash the process,
+# so the space is checked before anything is written.
+BYTES_PER_EVENT = 10
+BYTES_PER_FRAME = 2 * SENSOR_HEIGHT_PX * SENSOR_WIDTH_PX * 4
+
+
+def check_free_space(out: Path, recordings: dict[str, Recording], frames: dict[str, list[int]]) -> None:
+    """A UserError naming the folder when the prepared dataset would not fit on its disk."""
+    events = sum(stream.size for rec in recordings.values() for stream in rec.streams.values())
+    need = events * BYTES_PER_EVENT + sum(len(f) for f in frames.values()) * BYTES_PER_FRAME
+    folder = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise UserError(f"disk full at {folder}: preparing needs about {need / 2**20:.0f} MiB, "
+                        f"{free / 2**20:.0f} MiB are free")
 
 
 def _existing_manifest(out: Path) -> dict | None:
@@ -178,9 +199,11 @@ def _frames(source: dict, sequence: str, role: str, recording: Recording) -> lis
 
 def _build(out: Path, source: dict, jobs: list[tuple[str, str]], recordings: dict[str, Recording],
            frames: dict[str, list[int]], window_ms: int, num_bins: int, encoding: str) -> dict:
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".tmp", ".old"):  # what a killed earlier run left
+        remove_stale_temporaries(out.parent, out.name, suffix)
+    tmp = temporary_name(out)
+    tmp.mkdir()
     sequences, splits = {}, {"train": [], "val": [], "test": []}
     try:
         total = sum(len(f) for f in frames.values())

@@ -66,7 +66,14 @@ class SequenceWriter:
             for field in EVENT_FIELDS:
                 parts = [getattr(e, field) for e in chunks] or [getattr(Events.empty(), field)]
                 data = np.concatenate(parts)
-                group.create_dataset(field, data=data, chunks=(min(max(1, data.size), 1 << 16),), **_compression())
+                if data.size:  # a camera with no event in any kept window is valid: empty datasets, no chunks
+                    group.create_dataset(field, data=data, chunks=(min(data.size, 1 << 16),), **_compression())
+                else:
+                    group.create_dataset(field, data=data)
+        self.h5.close()
+
+    def abort(self) -> None:
+        """Close without writing the index (the caller failed; the file is a temporary and is removed)."""
         self.h5.close()
 
 

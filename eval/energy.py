@@ -97,7 +97,7 @@ def recorded_mde(metrics: dict[str, Any] | None, method: str, path: Path | None,
         return None
     try:
         return float(metrics["results"][method]["dense"]["all"]["mde_px"])
-    except KeyError:
+    except (KeyError, TypeError):  # not recorded, or null (no valid image)
         return None
 
 
@@ -105,15 +105,17 @@ def read_metrics(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        metrics = json.loads(path.read_text())
     except ValueError:
         raise UserError(f"--metrics {path}: not a readable metrics.json of eval/disparity.py") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("results", {}), dict):
+        raise UserError(f"--metrics {path}: valid JSON but not the layout eval/disparity.py writes")
+    return metrics
 
 
 def tradeoff_points(args: argparse.Namespace, cfg: Config, device: torch.device,
-                    measured: list[tuple[Path, dict[str, Any], float]]) -> list[TradeoffPoint]:
+                    measured: list[tuple[Path, dict[str, Any], float]], metrics: dict[str, Any] | None) -> list[TradeoffPoint]:
     """(checkpoint, ckpt, mJ) triples -> points with their MDE (reused from --metrics or evaluated here)."""
-    metrics = read_metrics(args.metrics)
     limit = cfg.energy.tradeoff_examples
     points = []
     for path, ckpt, energy_mj in measured:
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for option, path in [("--ann-checkpoint", args.ann_checkpoint)] + [("--extra-checkpoints", p) for p in args.extra_checkpoints]:
         if path is not None and not path.is_file():  # fail before minutes of counting, not after
             raise UserError(f"{option} {path}: checkpoint not found")
+    metrics = None if args.no_tradeoff else read_metrics(args.metrics)  # every input checked before any output
 
     snn_rows, snn_ckpt, (height, width) = measure(args.checkpoint, device, args.data, args.split, num_examples, cfg,
                                                   "--checkpoint", want_ann=False)
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     write_rows_csv(args.out / "energy_layers.csv", {"snn": snn_rows, **({"ann": ann_rows} if ann_rows else {})})
     energy_bars(args.out / "energy_bars.png", snn_rows, ann_rows)
     if not args.no_tradeoff:
-        points = tradeoff_points(args, cfg, device, measured)
+        points = tradeoff_points(args, cfg, device, measured, metrics)
         summary["tradeoff"] = [vars(p) for p in points]
         accuracy_energy(args.out / "accuracy_energy.png", points, PAPER_ENERGY_MJ)
         print("accuracy vs energy: " + "; ".join(

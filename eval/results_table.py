@@ -71,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     metrics = _read(args.metrics, "--metrics", "eval/disparity.py")
     energy = _read(args.energy, "--energy", "eval/energy.py") if args.energy.is_file() else None
-    table = results_table(metrics, energy, args.mask)
+    try:
+        table = results_table(metrics, energy, args.mask)
+    except (KeyError, TypeError, AttributeError, IndexError, StopIteration, ValueError) as err:
+        what = f"no entry {err}" if isinstance(err, KeyError) else "entries of the wrong type"
+        raise UserError(f"--metrics {args.metrics} / --energy {args.energy}: valid JSON but not the layout "
+                        f"eval/disparity.py and eval/energy.py write ({what})") from None
     print(table)
     with atomic_path(args.out) as tmp:
         tmp.write_text(table)

@@ -8,8 +8,10 @@ current per-LIF b written back), the full config, and the input format (``ann``,
 
 from __future__ import annotations
 
+import errno
 import pickle
 import random
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,11 @@ import torch
 from torch import nn
 
 from data_tools.atomic import atomic_path
-from data_tools.errors import UserError
+from data_tools.errors import UserError, user_error_from_os
 from models.arch import architecture_from_dict
 from models.stereo_net import SpikingStereoNet, current_lif_b
 
+LOW_SPACE_BYTES = 64 * 2**20  # below this, a failed write is taken for a full disk
 REQUIRED_KEYS = ("model_state", "architecture", "config", "ann", "in_channels", "num_bins", "encoding",
                  "epoch", "best_val_mde_px")
 
@@ -35,10 +38,24 @@ def model_payload(model: nn.Module, architecture: dict[str, Any], **fields: Any)
     return {"model_state": model.state_dict(), "architecture": arch, **fields}
 
 
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
 def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
-    """Write atomically: a reader never sees a half-written checkpoint."""
+    """Write atomically: a reader never sees a half-written checkpoint.
+
+    torch's zip writer reports a full disk as a RuntimeError ("file write failed"); that, with little
+    space left, is turned into the ENOSPC it is, so that the CLI says "disk full at <path>".
+    """
+    path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as err:
+            if "write failed" in str(err) or free_bytes(path.parent) < LOW_SPACE_BYTES:
+                raise user_error_from_os(OSError(errno.ENOSPC, "No space left on device", str(path))) from None
+            raise
 
 
 def rng_state() -> dict[str, Any]:

@@ -147,6 +147,35 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
+# Smallest allowed value of numeric keys (strictly greater for the floats marked "> 0"): checked when a
+# value is set, so that a bad --set fails before anything is built or written.
+_MINIMUM: dict[str, int | float] = {
+    "data.num_bins": 1, "data.crop_height": 1, "data.crop_width": 1, "data.num_workers": 0,
+    "data.max_train_examples": 0, "data.max_val_examples": 0,
+    "train.epochs": 1, "train.batch_size": 1, "train.lr_gamma": 0.0, "train.rate_penalty": 0.0,
+    "train.grad_clip": 0.0, "train.log_every": 1, "train.precise_bn_batches": 0, "train.val_every_steps": 0,
+    "train.weight_decay": 0.0,
+    "search.epochs": 1, "search.batch_size": 1, "search.feature_layers": 1, "search.matching_layers": 1,
+    "search.filter_multiplier": 1, "search.rate_penalty": 0.0, "search.grad_clip": 0.0,
+    "search.arch_start_epoch": 0, "search.precise_bn_batches": 0, "search.retrain_filter_multiplier": 1,
+    "dgs.every_epochs": 1, "dgs.max_batches": 1,
+    "eval.batch_size": 1, "eval.max_examples": 0, "eval.sgbm_tune_examples": 0, "eval.viz_examples": 0,
+    "energy.num_examples": 1, "energy.tradeoff_examples": 0, "energy.e_ac_pj": 0.0, "energy.e_mac_pj": 0.0,
+}
+_POSITIVE = {"train.lr", "search.weight_lr", "search.arch_lr", "dgs.alpha_lr", "dgs.candidate_lr"}
+_CHOICES = {"data.encoding": ("binary", "count", "signed"), "eval.mask": ("dense", "events", "both"),
+            "search.cost_volume": ("correlation", "concat")}
+
+
+def _check_range(dotted: str, value: Any, where: str) -> None:
+    if dotted in _MINIMUM and value < _MINIMUM[dotted]:
+        raise UserError(f"{where}: must be at least {_MINIMUM[dotted]}, got {value!r}")
+    if dotted in _POSITIVE and not value > 0:
+        raise UserError(f"{where}: must be greater than 0, got {value!r}")
+    if dotted in _CHOICES and value not in _CHOICES[dotted]:
+        raise UserError(f"{where}: must be one of {', '.join(_CHOICES[dotted])}, got {value!r}")
+
+
 def _apply(config: Config, section: str, key: str, value: Any, where: str) -> None:
     sections = {f.name for f in dataclasses.fields(config)}
     if section not in sections:
@@ -155,7 +184,9 @@ def _apply(config: Config, section: str, key: str, value: Any, where: str) -> No
     keys = {f.name for f in dataclasses.fields(target)}
     if key not in keys:
         raise UserError(f"{where}: unknown key '{section}.{key}' (known: {', '.join(sorted(keys))})")
-    setattr(target, key, _coerce(value, getattr(target, key), f"{where}: '{section}.{key}'"))
+    value = _coerce(value, getattr(target, key), f"{where}: '{section}.{key}'")
+    _check_range(f"{section}.{key}", value, f"{where}: '{section}.{key}'")
+    setattr(target, key, value)
 
 
 def config_from_dict(payload: dict[str, Any], where: str = "config") -> Config:
@@ -188,7 +219,12 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
             raise UserError(f"--set {item!r}: expected section.key=value, e.g. train.lr=1e-3")
         dotted, raw = item.split("=", 1)
         section, key = dotted.split(".", 1)
-        _apply(config, section, key, yaml.safe_load(raw), f"--set {item}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise UserError(f"--set {item!r}: the value is not valid YAML ({str(err).splitlines()[0]}); "
+                            "quote lists like train.milestones=[5,10]") from None
+        _apply(config, section, key, value, f"--set {item}")
     return config
 
 

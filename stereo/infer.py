@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from data_tools import paths
+from data_tools.atomic import remove_stale_temporaries, temporary_name
 from data_tools.constants import (
     FOCAL_BASELINE_PX_M,
     MAX_DISPARITY_IN_DATA_PX,
@@ -87,7 +88,8 @@ def atomic_output(final: Path, folder: bool = False) -> Iterator[Path]:
     """A temporary file (same extension: writers pick the format by it) or folder beside ``final``,
     renamed onto it only if the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.partial{final.suffix}")
+    remove_stale_temporaries(final.parent, final.name, final.suffix)  # what a killed earlier run left
+    tmp = temporary_name(final, suffix=final.suffix)  # keeps the extension: writers pick the format by it
     if folder:
         tmp.mkdir(exist_ok=True)
     try:
@@ -100,6 +102,13 @@ def atomic_output(final: Path, folder: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp)
         elif tmp.exists():
             tmp.unlink()
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders this run created (deepest first) if they are still empty."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 class DisparityWriter:
@@ -165,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     attrs = {"checkpoint": str(args.checkpoint), "sequence": sequence, "mvsec_root": str(root), "rate_hz": args.rate_hz,
              "window_ms": args.window_ms, "focal_baseline_px_m": fb, "num_bins": num_bins, "encoding": encoding,
              "ann": bool(ckpt["ann"])}
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out}: exists and is not a folder")
+    created = [d for d in (args.out, *args.out.parents) if not d.exists()]
     with contextlib.ExitStack() as stack:  # on success: writer closed first, then every output renamed
+        stack.callback(remove_empty_folders, created)  # a failed run leaves no empty --out behind
         h5_tmp = stack.enter_context(atomic_output(h5_final))
         video_tmp = stack.enter_context(atomic_output(video_final)) if args.video else None
         png_tmp = stack.enter_context(atomic_output(png_final, folder=True)) if args.png else None

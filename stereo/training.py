@@ -249,8 +249,14 @@ def train(
         val = validate(raw, val_loader, focal_baseline, ctx, ann, show)
         if cfg.train.val_every_steps > 0 and curve.step % cfg.train.val_every_steps:
             curve.record(epoch + 1, val, ctx)  # the epoch's end is a point of the curve too
-        improved = val["mde_px"] < best_mde or math.isinf(best_mde)  # best.pt exists from epoch 1 on
-        best_mde = val["mde_px"] if improved else best_mde
+        if math.isnan(val["mde_px"]):  # no validation image has valid ground truth: nothing to select by
+            improved = math.isinf(best_mde)  # best.pt follows the last epoch until a real validation exists
+            if show:
+                print(f"warning: epoch {epoch + 1}: no validation image has valid ground truth; best.pt is the "
+                      "latest epoch, not a selected one")
+        else:
+            improved = val["mde_px"] < best_mde or math.isinf(best_mde)  # best.pt exists from epoch 1 on
+            best_mde = val["mde_px"] if improved else best_mde
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "val_mde_px": val["mde_px"],
                "val_1pa": val["1pa"], "val_images": val["images"],
                "mean_rate": sum(val["rates"].values()) / len(val["rates"]) if val["rates"] else 0.0,

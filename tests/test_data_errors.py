@@ -50,7 +50,25 @@ CASES = {
     "map_shape": (lambda root: np.savetxt(root / "handmade_right_y_map.txt", np.zeros((259, W))),
                   "map has 259 rows x 346 columns, expected 260 rows x 346 columns"),
     "unsorted": (lambda root: _edit(root / "handmade2_data.hdf5", _unsort), "timestamps are not sorted"),
+    "unsorted_first_rows": (lambda root: _edit(root / "handmade1_data.hdf5", _unsort_start), "timestamps are not sorted"),
+    "nan_coordinates": (lambda root: _edit(root / "handmade1_data.hdf5", _nan_x),
+                        "'davis/left/events' holds NaN or infinite values (row 5)"),
 }
+
+
+def _unsort_start(h5):
+    """Out of order within the first rows read: the first block, before any window is written."""
+    events = h5["davis/left/events"][:]
+    events[[1, 2], 2] = events[[2, 1], 2] + np.array([0.0, 0.001])
+    del h5["davis/left/events"]
+    h5.create_dataset("davis/left/events", data=events)
+
+
+def _nan_x(h5):
+    events = h5["davis/left/events"][:]
+    events[5, 0] = np.nan
+    del h5["davis/left/events"]
+    h5.create_dataset("davis/left/events", data=events)
 
 
 def _truncate(path: Path) -> None:
@@ -74,7 +92,7 @@ def test_bad_recording(tmp_path, case):
     out = tmp_path / "prepared"
     result = _run_prepare("--mvsec-root", str(root), "--out", str(out))
     assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("prepare:")]  # progress bar
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0] and "Traceback" not in result.stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -91,6 +109,30 @@ def test_bad_options(tmp_path, args, message):
     root.mkdir()
     result = _run_prepare("--mvsec-root", str(root), "--out", str(tmp_path / "out"), *args)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_camera_without_events_in_any_window_prepares_with_empty_spikes(tmp_path):
+    """Valid data (a camera that saw nothing, or whose events all fall off the sensor): it must prepare."""
+    root = tmp_path / "raw"
+    simple_recording(root, frames=3)
+    for name in ("handmade1_data.hdf5", "handmade2_data.hdf5"):
+        _edit(root / name, _replace("davis/right/events", np.zeros((0, 4))))
+    from data_tools.prepare_mvsec import prepare
+
+    prepare(root, out=tmp_path / "prepared")
+    dataset = StereoEventDataset(tmp_path / "prepared", "train")
+    item = dataset[0]
+    assert float(item["right"].sum()) == 0.0 and float(item["left"].sum()) > 0.0
+
+
+def test_out_below_a_file_is_one_line(tmp_path):
+    root = tmp_path / "raw"
+    simple_recording(root, frames=3)
+    (tmp_path / "a_file").write_text("x")
+    result = _run_prepare("--mvsec-root", str(root), "--out", str(tmp_path / "a_file" / "sub"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {tmp_path / 'a_file'}") and "not a folder" in last
 
 
 def test_missing_real_files_list_the_searched_layouts(tmp_path):

@@ -19,6 +19,7 @@ from data_tools.errors import UserError
 from eval import disparity, energy
 from eval.metrics import aggregate, image_metrics
 from eval.plots import PANEL_SIZE_PX
+from eval.results_table import main as results_table_main
 from stereo.checkpoint import load_model_from_checkpoint
 
 
@@ -100,6 +101,11 @@ def _foreign_architecture_checkpoint(setup, tmp_path):
     return path
 
 
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
 def test_bad_inputs_are_one_line_user_errors(setup, tmp_path):
     data, snn, ann = str(setup["data"]), str(setup["snn"]), str(setup["ann"])
     cases = [
@@ -115,10 +121,17 @@ def test_bad_inputs_are_one_line_user_errors(setup, tmp_path):
          "input channels"),
         (energy.main, ["--checkpoint", ann, "--data", data], "expected a spiking"),
         (energy.main, ["--checkpoint", snn, "--data", data, "--ann-checkpoint", str(tmp_path / "no.pt")], "no.pt"),
+        (energy.main, ["--checkpoint", snn, "--data", data, "--metrics", str(_write(tmp_path / "bad.json", "{")),
+                       "--num-examples", "1"], "bad.json: not a readable metrics.json"),
+        (energy.main, ["--checkpoint", snn, "--data", data, "--metrics", str(_write(tmp_path / "list.json", "[1, 2]")),
+                       "--num-examples", "1"], "list.json: valid JSON but not the layout"),
+        (results_table_main, ["--metrics", str(_write(tmp_path / "shape.json", '{"results": {"snn": 3}}')),
+                              "--energy", str(tmp_path / "none.json")], "shape.json .*not the layout"),
     ]
     for main, argv, message in cases:
+        extra = [] if main is results_table_main else ["--device", "cpu"]
         with pytest.raises(UserError, match=message):
-            main([*argv, "--device", "cpu", "--out", str(tmp_path / "out")])
+            main([*argv, *extra, "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 

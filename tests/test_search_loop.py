@@ -132,7 +132,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
 
 
 def test_resume_without_a_checkpoint_and_bad_settings_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="search_last.pt not found"):
+    with pytest.raises(UserError, match="search_last.pt: checkpoint not found \\(start the search without --resume"):
         _search(tmp_path, "nothing", resume=True)
     cfg = tiny_config()
     cfg.search.steps = 4
