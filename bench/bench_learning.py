@@ -7,8 +7,8 @@ constant-prediction line is the MDE of predicting the median training disparity 
 on that line has learned nothing. Runs go two at a time, one thread each (a side-by-side comparison:
 both suffer any load alike).
 
-    python bench/bench_learning.py                                   # fm 2, seeds 0 1 2, -> docs/learning_small.*
-    python bench/bench_learning.py --filter-multiplier 8 --seeds 0 --steps 300 --name learning_fm8
+    python bench/bench_learning.py          # shallow-path SNN and twin, seeds 0 1 2 -> docs/learning/learning_small.*
+    python bench/bench_learning.py --arch configs/arch/spikedhs_mvsec.json --filter-multiplier 4 --name learning_deep_fm4
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data_tools.paths import DEFAULT_PREPARED_DIR, SHIPPED_ARCHITECTURE
+from data_tools.paths import DEFAULT_PREPARED_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "learning_small.yaml"
+SHALLOW_ARCHITECTURE = ROOT / "configs" / "arch" / "spikedhs_shallow_fm4.json"
 
 
 def constant_prediction_mde(prepared: Path) -> tuple[float, float]:
@@ -43,10 +44,12 @@ def constant_prediction_mde(prepared: Path) -> tuple[float, float]:
 
 
 def resized_architecture(source: Path, filter_multiplier: int, out: Path) -> Path:
+    """A copy of the architecture file in the run folder, at another filter multiplier if one is given."""
     payload = json.loads(source.read_text())
-    for net in ("feature", "matching"):
-        payload[net]["filter_multiplier"] = filter_multiplier
-    payload["source"] = f"{payload.get('source', '')} (filter multiplier {filter_multiplier} for bench_learning)"
+    if filter_multiplier:
+        for net in ("feature", "matching"):
+            payload[net]["filter_multiplier"] = filter_multiplier
+        payload["source"] = f"{payload.get('source', '')} (filter multiplier {filter_multiplier} for bench_learning)"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))
     return out
@@ -104,11 +107,11 @@ def first_step_below(rows: list[dict[str, float]], level: float) -> float | None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", type=Path, default=SHIPPED_ARCHITECTURE)
-    parser.add_argument("--filter-multiplier", type=int, default=2)
+    parser.add_argument("--arch", type=Path, default=SHALLOW_ARCHITECTURE)
+    parser.add_argument("--filter-multiplier", type=int, default=0, help="0: as in the architecture file")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--data", type=Path, default=DEFAULT_PREPARED_DIR)
-    parser.add_argument("--epochs", type=int, default=4, help="epochs of 80 steps (160 examples, batch 2)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of 80 steps (160 examples, batch 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kinds", nargs="+", default=["snn", "ann"])
     parser.add_argument("--set", action="append", default=[], help="config override for both networks")
@@ -117,7 +120,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=Path, default=Path("runs/bench_learning"))
     parser.add_argument("--name", default="learning_small")
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "learning")
     parser.add_argument("--force", action="store_true", help="retrain runs that already have a curve")
     args = parser.parse_args()
     arch = resized_architecture(args.arch, args.filter_multiplier, args.runs / args.name / "architecture.json")
@@ -135,7 +138,8 @@ def main() -> None:
             for r in rows:
                 writer.writerow([kind, seed, int(r["step"]), r["train_time_s"], round(r["train_loss"], 4),
                                  round(r["val_mde_px"], 4), round(r["val_1pa"], 2), round(constant_mde, 4)])
-    title = (f"{args.name}: shipped architecture at filter multiplier {args.filter_multiplier}; constant prediction "
+    fm = json.loads(arch.read_text())["feature"]["filter_multiplier"]
+    title = (f"{args.name}: {args.arch.name} at filter multiplier {fm}; constant prediction "
              f"{median:.2f} px scores {constant_mde:.2f} px")
     plot(curves, constant_mde, args.docs / f"{args.name}.png", title)
     print(title)
