@@ -11,6 +11,8 @@ product with its own option and test. Variants:
   --head-skip                      the cost head also reads the cost volume
   --ce W                           + W x cross-entropy of the disparity distribution (Gaussian target)
   --ms                             membrane shortcuts inside cells: every edge adds its source's current
+  --xcell                          with --ms: also across cells, pre layers add the previous cell's mean node
+                                   current (parameter-free: pooled/repeated channels at level changes)
   --down sub|conv                  downsampling by subsampling, or a strided conv in the pre layer,
                                    instead of max-pooling spikes
   --gradcheck                      print the gradient-efficiency probe per layer group and exit
@@ -26,6 +28,7 @@ import argparse
 import csv
 import json
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +43,7 @@ from data_tools.dataset import StereoEventDataset
 from data_tools.paths import DEFAULT_PREPARED_DIR, SHIPPED_ARCHITECTURE
 from models.arch import Architecture, NetSpec, load_architecture
 from models.cost_volume import build_cost_volume
-from models.neurons import MultiStepLIF
+from models.neurons import ConvBNLIF, MultiStepLIF
 from models.ops import resample_levels
 from models.regression import soft_argmin_disparity, upsample_cost
 from models.stereo_net import SpikingStereoNet, pad_to_multiple
@@ -75,10 +78,51 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ce", type=float, default=0.0)
     p.add_argument("--ce-sigma", type=float, default=1.5)
     p.add_argument("--ms", action="store_true")
+    p.add_argument("--xcell", action="store_true")
     p.add_argument("--down", choices=["max", "sub", "conv"], default="max")
     p.add_argument("--gradcheck", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args()
+
+
+CELL_CURRENTS: dict[int, tuple[weakref.ref, torch.Tensor, int]] = {}  # id(cell output) -> (output, current, level)
+CROSS_CELL = {"enabled": False}
+
+
+def carried_current(spikes: torch.Tensor, to_level: int, channels: int) -> torch.Tensor | None:
+    """The producer cell's mean node current brought to ``to_level`` and ``channels`` without weights."""
+    entry = CELL_CURRENTS.get(id(spikes)) if CROSS_CELL["enabled"] else None
+    if entry is None or entry[0]() is not spikes:  # ids of freed tensors are reused
+        return None
+    _, current, level = entry
+    if level is None:  # a stem layer: carried only where the shapes already agree
+        return current if current.shape[2] == channels else None
+    steps, batch = current.shape[:2]
+    flat = current.flatten(0, 1)
+    pool = F.avg_pool2d if flat.dim() == 4 else F.avg_pool3d
+    while level < to_level:
+        flat, level = pool(flat, 2).repeat_interleave(2, dim=1), level + 1
+    while level > to_level:
+        flat, level = F.interpolate(flat, scale_factor=2, mode="nearest"), level - 1
+        flat = flat.unflatten(1, (-1, 2)).mean(2)
+    return flat.unflatten(0, (steps, batch)) if flat.shape[1] == channels else None
+
+
+def register_current(spikes: torch.Tensor, current: torch.Tensor, level: int | None) -> None:
+    for key in [k for k, (ref, _, _) in CELL_CURRENTS.items() if ref() is None]:
+        del CELL_CURRENTS[key]
+    CELL_CURRENTS[id(spikes)] = (weakref.ref(spikes), current, level)
+
+
+def stem_shortcut_forward(self, x_seq):
+    """ConvBNLIF.forward for stem layers: add the input's current when it has this layer's shape."""
+    current = self.membrane_input(x_seq)
+    carried = carried_current(x_seq, 0, current.shape[2])
+    if carried is not None and carried.shape == current.shape:
+        current = current + carried
+    spikes = self.neuron(current)
+    register_current(spikes, current, None if carried is None and current.shape[-1] != x_seq.shape[-1] else None)
+    return spikes
 
 
 def membrane_shortcut_forward(self, s0_by_level, s1, s0_weights=None, op_weights=None):
@@ -87,6 +131,9 @@ def membrane_shortcut_forward(self, s0_by_level, s1, s0_weights=None, op_weights
     pre0 = self.pre0[str(level)]
     i0 = pre0.membrane_input(cells_module.resample_levels(s0, level, self.level))
     i1 = self.pre1.membrane_input(cells_module.resample_levels(s1, self.s1_level, self.level))
+    for carried, which in ((carried_current(s0, self.level, i0.shape[2]), 0), (carried_current(s1, self.level, i1.shape[2]), 1)):
+        if carried is not None:
+            i0, i1 = (i0 + carried, i1) if which == 0 else (i0, i1 + carried)
     states = [(i0, pre0.neuron(i0)), (i1, self.pre1.neuron(i1))]
     for node in range(NUM_NODES):
         current = None
@@ -96,7 +143,10 @@ def membrane_shortcut_forward(self, s0_by_level, s1, s0_weights=None, op_weights
                 out = source_current if name == "skip_connect" else op(source_spikes) + source_current
                 current = out if current is None else current + out
         states.append((current, self.nodes[node](current)))
-    return torch.cat([spikes for _, spikes in states[2:]], dim=2)
+    out = torch.cat([spikes for _, spikes in states[2:]], dim=2)
+    if CROSS_CELL["enabled"]:
+        register_current(out, torch.stack([c for c, _ in states[2:]]).mean(0), self.level)
+    return out
 
 
 def subsample_levels(x_seq, from_level, to_level):
@@ -147,6 +197,11 @@ def build(args: argparse.Namespace) -> SpikingStereoNet:
     net = SpikingStereoNet(Architecture(*specs, 5, 48, {}, "", args.cv), in_channels=2, ann=args.ann)
     if args.ms:
         cells_module.Cell.forward = membrane_shortcut_forward
+        CROSS_CELL["enabled"] = args.xcell
+        if args.xcell:
+            for name, module in net.named_modules():
+                if ".stem." in f".{name}" and isinstance(module, ConvBNLIF):
+                    module.forward = stem_shortcut_forward.__get__(module)
     if args.down == "sub":
         cells_module.resample_levels = subsample_levels
     if args.down == "conv":

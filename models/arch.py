@@ -3,6 +3,7 @@
 {
   "format": "spikedhs-stereo-architecture", "version": 2,
   "num_bins": 5, "max_disparity_px": 48, "cost_volume": "correlation",   # or "concat"
+  "membrane_shortcuts": true,   # currents along edges and across cells (models/cells.py)
   "feature":  {"path": [1, 0], "genotype": [[edge, op], ... 6 rows], "filter_multiplier": 8,
                "block_multiplier": 3, "steps": 3},
   "matching": {... same keys ...},
@@ -15,7 +16,7 @@ The loader says exactly what is wrong with a bad file.
 
 Version 2 (cells whose edges carry currents, SPEC §6) replaced version 1 (edges that spiked). A
 version 1 file is converted on load: path and genotype mean the same cells; the ``lif_b`` entries of
-edge LIFs, which no longer exist, are dropped; its cost volume was concatenation.
+edge LIFs, which no longer exist, are dropped; its cost volume was concatenation, without shortcuts.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Architecture:
     lif_b: dict[str, float] = field(default_factory=dict)
     source: str = ""
     cost_volume: str = DEFAULT_COST_VOLUME
+    membrane_shortcuts: bool = True  # currents carried along edges and across cells (models/cells.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": ARCH_FORMAT, "version": ARCH_VERSION, **asdict(self)}
@@ -121,7 +123,7 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
     if payload.get("version") != ARCH_VERSION:
         raise UserError(f"{where}: unsupported architecture version {payload.get('version')!r} (expected {ARCH_VERSION})")
     known = {"format", "version", "feature", "matching", "num_bins", "max_disparity_px", "lif_b", "source",
-             "cost_volume"}
+             "cost_volume", "membrane_shortcuts"}
     if unknown := set(payload) - known:
         raise UserError(f"{where}: unknown key(s) {sorted(unknown)}")
     for key in ("feature", "matching"):
@@ -135,7 +137,10 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
         lif_b=payload.get("lif_b", {}),
         source=payload.get("source", ""),
         cost_volume=payload.get("cost_volume", DEFAULT_COST_VOLUME),
+        membrane_shortcuts=payload.get("membrane_shortcuts", True),
     )
+    if not isinstance(arch.membrane_shortcuts, bool):
+        raise UserError(f"{where}: membrane_shortcuts must be true or false, got {arch.membrane_shortcuts!r}")
     if arch.cost_volume not in COST_VOLUMES:
         raise UserError(f"{where}: cost_volume must be one of {', '.join(COST_VOLUMES)}, got {arch.cost_volume!r}")
     if not isinstance(arch.num_bins, int) or arch.num_bins < 1:
@@ -154,7 +159,7 @@ def _upgrade_version_1(payload: dict[str, Any]) -> dict[str, Any]:
     lif_b = payload.get("lif_b", {})
     if isinstance(lif_b, dict):
         lif_b = {name: b for name, b in lif_b.items() if ".edges." not in name}
-    return {**payload, "version": ARCH_VERSION, "lif_b": lif_b, "cost_volume": "concat"}
+    return {**payload, "version": ARCH_VERSION, "lif_b": lif_b, "cost_volume": "concat", "membrane_shortcuts": False}
 
 
 def load_architecture(path: Path | str) -> Architecture:

@@ -18,6 +18,15 @@ op-weighted mean of the same b values, computed each forward from the weights (a
 retrained rule exactly); a node whose weights select only skips uses the default b. One LIF
 recursion per node either way.
 
+Membrane shortcuts (``shortcuts=True``, architecture key ``membrane_shortcuts``; MS-ResNet's residual
+adapted to the cell): every edge also hands its source's current to the node — a conv edge gives
+BN(conv(source spikes)) + source current, a skip edge the source current alone — and the pre layers
+add the mean node current of the cell that produced their input, carried to this level without
+weights (``resample_current``). Convs still see only spikes; the currents form a real-valued path
+through the whole trellis along which the gradient crosses no surrogate (docs/learning.md: without
+it the surrogate gradient of the shipped paths says nothing about the layers below their last two
+matching cells). Without shortcuts the cell is exactly the authors' retraining cell.
+
 Which ops exist on which edge is data (``edge_ops``): all three on all nine edges in the supernet,
 one op on each genotype edge in the retrained network. With ``op_weights`` None every built op
 counts with weight 1; the supernet passes softmax(alpha) or a 0/1 mask (its discrete mode), which
@@ -30,7 +39,7 @@ import torch
 from torch import nn
 
 from models.neurons import DEFAULT_B, ConvBNLIF, make_activation
-from models.ops import make_op, resample_levels
+from models.ops import make_op, resample_current, resample_levels
 from models.topology import EDGES, NUM_NODES, OP_INITIAL_B, OPS, edges_into, level_channels
 
 
@@ -51,10 +60,13 @@ class Cell(nn.Module):
         s1_channels: int,
         edge_ops: dict[int, list[int]],
         ann: bool = False,
+        shortcuts: bool = False,
     ) -> None:
         """``s0_channels`` maps each level s0 may come from to its channel count (one entry when discrete)."""
         super().__init__()
         self.level = level
+        self.shortcuts = shortcuts
+        self.channels = level_channels(filter_multiplier, level)
         self.s1_level = s1_level
         channels = level_channels(filter_multiplier, level)
         self.out_channels = NUM_NODES * channels
@@ -71,13 +83,26 @@ class Cell(nn.Module):
             for node in range(NUM_NODES)
         )
 
-    def preprocess_s0(self, s0_by_level: dict[int, torch.Tensor], weights: dict[int, torch.Tensor | float]) -> torch.Tensor:
-        """Weighted sum over the s0 levels given (a single one with weight 1 in a discrete network)."""
-        total = None
+    def _carried(self, current: torch.Tensor | None, from_level: int) -> torch.Tensor | None:
+        """A producer cell's mean node current at this cell's level (None: no shortcut, or no current)."""
+        if not self.shortcuts or current is None:
+            return None
+        carried = resample_current(current, from_level, self.level)
+        return carried if carried.shape[2] == self.channels else None
+
+    def preprocess(self, s0_by_level: dict[int, torch.Tensor], s1: torch.Tensor,
+                   s0_weights: dict[int, torch.Tensor | float], currents: dict[str, dict[int, torch.Tensor]]
+                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(spikes, current) of pre0 (weighted sum over the s0 levels given) and of pre1."""
+        spikes0 = current0 = None
         for lvl, s0 in s0_by_level.items():
-            term = weights[lvl] * self.pre0[str(lvl)](resample_levels(s0, lvl, self.level))
-            total = term if total is None else total + term
-        return total
+            carried = self._carried(currents.get("s0", {}).get(lvl), lvl)
+            spikes, current = self.pre0[str(lvl)].forward_current(resample_levels(s0, lvl, self.level), carried)
+            w = s0_weights[lvl]
+            spikes0 = w * spikes if spikes0 is None else spikes0 + w * spikes
+            current0 = w * current if current0 is None else current0 + w * current
+        carried = self._carried(currents.get("s1", {}).get(self.s1_level), self.s1_level)
+        return [(spikes0, current0), self.pre1.forward_current(resample_levels(s1, self.s1_level, self.level), carried)]
 
     def forward(
         self,
@@ -85,26 +110,37 @@ class Cell(nn.Module):
         s1: torch.Tensor,
         s0_weights: dict[int, torch.Tensor | float] | None = None,
         op_weights: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(T, B, C, *spatial) sequences in, (T, B, 3C, *spatial) spikes out.
+        currents: dict[str, dict[int, torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, B, C, *spatial) sequences in; (T, B, 3C, *spatial) spikes and the mean node current out.
 
-        ``op_weights`` is (9, 3) over (edge, op); None means weight 1 for every built op.
+        ``op_weights`` is (9, 3) over (edge, op); None means weight 1 for every built op. ``currents``
+        ({"s0": {level: current}, "s1": {level: current}}) are the producer cells' mean node currents,
+        used by the membrane shortcuts.
         """
         s0_weights = s0_weights or {lvl: 1.0 for lvl in s0_by_level}
-        states = [self.preprocess_s0(s0_by_level, s0_weights), self.pre1(resample_levels(s1, self.s1_level, self.level))]
+        states = self.preprocess(s0_by_level, s1, s0_weights, currents or {})
         for node in range(NUM_NODES):
             current = None
             for edge in edges_into(node):
                 ops = self.edges[str(edge)] if str(edge) in self.edges else {}
-                source = states[EDGES[edge][1]]
+                source_spikes, source_current = states[EDGES[edge][1]]
                 for name, op in ops.items():
-                    out = op(source) if op_weights is None else op_weights[edge, OPS.index(name)] * op(source)
+                    out = self._edge_current(name, op, source_spikes, source_current)
+                    out = out if op_weights is None else op_weights[edge, OPS.index(name)] * out
                     current = out if current is None else current + out
             if current is None:
                 raise ValueError(f"node {node} has no incoming op")
             b = None if op_weights is None else self.mixed_node_b(node, op_weights)
-            states.append(self.nodes[node](current, b=b))
-        return torch.cat(states[2:], dim=2)
+            states.append((self.nodes[node](current, b=b), current))
+        nodes = states[2:]
+        return torch.cat([spikes for spikes, _ in nodes], dim=2), torch.stack([c for _, c in nodes]).mean(0)
+
+    def _edge_current(self, name: str, op: nn.Module, spikes: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """What one op hands its node: its current, plus (shortcuts) its source's current."""
+        if name == "skip_connect":
+            return current if self.shortcuts else spikes
+        return op(spikes) + current if self.shortcuts else op(spikes)
 
     def mixed_node_b(self, node: int, op_weights: torch.Tensor) -> torch.Tensor:
         """The supernet's node b: the op-weighted mean b of the conv ops built into ``node`` (no gradient)."""

@@ -284,6 +284,13 @@ class ConvBNLIF(ConvBN):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         return self.neuron(self.membrane_input(x_seq))
 
+    def forward_current(self, x_seq: torch.Tensor, carried: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(spikes, current): the current is BN(conv(x)) plus ``carried`` (a membrane shortcut), if given."""
+        current = self.membrane_input(x_seq)
+        if carried is not None:
+            current = current + carried
+        return self.neuron(current), current
+
 
 def lif_modules(model: nn.Module) -> dict[str, MultiStepLIF]:
     """All LIF layers of a model by qualified name (for b read-out, firing rates, DGS)."""

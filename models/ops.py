@@ -40,3 +40,22 @@ def resample_levels(x_seq: torch.Tensor, from_level: int, to_level: int) -> torc
     else:
         flat = F.interpolate(flat, scale_factor=factor, mode="nearest")
     return flat.unflatten(0, (steps, batch))
+
+
+def resample_current(current: torch.Tensor, from_level: int, to_level: int) -> torch.Tensor:
+    """Carry a (T, B, C, *spatial) current to another level without weights (membrane shortcuts).
+
+    Channels double per level as the spatial size halves (SPEC §6), so going down a level averages
+    2 x 2 (x 2) positions and repeats each channel twice; going up repeats each position and averages
+    channel pairs. Currents are real-valued, so averaging is the exact counterpart of the spikes'
+    binary resampling; no conv ever sees the result, only a LIF's membrane.
+    """
+    steps, batch = current.shape[:2]
+    flat = current.flatten(0, 1)
+    pool = F.avg_pool2d if flat.dim() == 4 else F.avg_pool3d
+    for _ in range(max(0, to_level - from_level)):
+        flat = pool(flat, 2).repeat_interleave(2, dim=1)
+    for _ in range(max(0, from_level - to_level)):
+        flat = F.interpolate(flat, scale_factor=2, mode="nearest")
+        flat = flat.unflatten(1, (-1, 2)).mean(2)
+    return flat.unflatten(0, (steps, batch))

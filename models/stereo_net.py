@@ -21,7 +21,7 @@ from torch import nn
 from data_tools.errors import UserError
 from models.arch import Architecture
 from models.cost_volume import build_cost_volume, cost_volume_channels
-from models.neurons import MultiStepLIF, SequenceReLU, lif_modules
+from models.neurons import V_THRESHOLD, MultiStepLIF, SequenceReLU, lif_modules
 from models.regression import soft_argmin_disparity, upsample_cost
 from models.topology import LEVEL_DOWNSAMPLE, PAD_MULTIPLE
 from models.trellis import TrellisNet, genotype_edge_ops, path_transitions
@@ -33,10 +33,24 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
     return F.pad(x, (0, -width % multiple, 0, -height % multiple))
 
 
-def build_trellis(spec, dims: int, in_channels: int, ann: bool) -> TrellisNet:
+def build_trellis(spec, dims: int, in_channels: int, ann: bool, shortcuts: bool) -> TrellisNet:
     """A retrained feature (2D) or matching (3D) net: the decoded path and genotype of ``spec``."""
     return TrellisNet(dims, in_channels, spec.filter_multiplier, spec.steps,
-                      path_transitions(spec.path), genotype_edge_ops(spec.genotype), ann)
+                      path_transitions(spec.path), genotype_edge_ops(spec.genotype), ann, shortcuts)
+
+
+def threshold_scaled_batchnorm(model: nn.Module) -> None:
+    """Start every BN weight at the firing threshold (tdBN's init, alpha = 1): membranes N(0, theta^2).
+
+    Applied with membrane shortcuts (the two together took the shipped paths off the plateau).
+
+    Why: at BN weight 1 each LIF layer multiplies the backward signal by about 2 (gamma^2 E[sg^2] /
+    Var(spike), Dspike b = 3), 3.6e4-fold over the shipped paths; at the threshold 0.5 the gain is about
+    1 (docs/learning.md). The ANN twin keeps PyTorch's init (ReLU nets are scale-free under BN).
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+            nn.init.constant_(module.weight, V_THRESHOLD)
 
 
 class SpikingStereoNet(nn.Module):
@@ -46,9 +60,12 @@ class SpikingStereoNet(nn.Module):
         self.max_disp = arch.max_disparity_px
         self.num_disp = arch.max_disparity_px // LEVEL_DOWNSAMPLE[0]
         self.cost_volume = arch.cost_volume
-        self.feature = build_trellis(arch.feature, 2, in_channels, ann)
-        self.matching = build_trellis(arch.matching, 3, cost_volume_channels(arch.cost_volume, self.feature.out_channels), ann)
+        self.feature = build_trellis(arch.feature, 2, in_channels, ann, arch.membrane_shortcuts)
+        self.matching = build_trellis(arch.matching, 3, cost_volume_channels(arch.cost_volume, self.feature.out_channels),
+                                      ann, arch.membrane_shortcuts)
         self.cost_head = nn.Conv3d(self.matching.out_channels, 1, 3, padding=1)
+        if arch.membrane_shortcuts and not ann:  # the residual recipe: shortcuts with threshold-scaled BN
+            threshold_scaled_batchnorm(self)
         apply_lif_b(self, arch.lif_b)
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from models.arch import DEFAULT_COST_VOLUME, Architecture, NetSpec
 from models.cost_volume import cost_volume_channels
 from models.decode import decode_genotype, move_probabilities, viterbi_path
 from models.neurons import lif_modules
-from models.stereo_net import SpikingStereoNet, neuron_names
+from models.stereo_net import SpikingStereoNet, neuron_names, threshold_scaled_batchnorm
 from models.topology import MOVES, NUM_EDGES, NUM_LEVELS, NUM_NODES, OPS
 from models.trellis import TrellisNet, all_edge_ops, genotype_op_mask, supernet_transitions
 
@@ -34,9 +34,9 @@ class SearchTrellis(TrellisNet):
     """A supernet feature (2D) or matching (3D) net holding its own architecture parameters."""
 
     def __init__(self, dims: int, in_channels: int, filter_multiplier: int, steps: int, num_layers: int,
-                 ann: bool = False, init_std: float = 1e-3) -> None:
+                 ann: bool = False, init_std: float = 1e-3, shortcuts: bool = True) -> None:
         super().__init__(dims, in_channels, filter_multiplier, steps, supernet_transitions(num_layers),
-                         all_edge_ops(), ann)
+                         all_edge_ops(), ann, shortcuts)
         self.num_layers = num_layers
         self.alpha = nn.Parameter(init_std * torch.randn(NUM_EDGES, len(OPS)))
         self.beta = nn.Parameter(init_std * torch.randn(num_layers, NUM_LEVELS, len(MOVES)))
@@ -75,20 +75,25 @@ class SearchStereoNet(SpikingStereoNet):
     def __init__(self, in_channels: int = 2, num_bins: int = 5, max_disparity_px: int = 48,
                  feature_layers: int = 2, matching_layers: int = 4, filter_multiplier: int = 4,
                  steps: int = NUM_NODES, ann: bool = False, init_std: float = 1e-3,
-                 cost_volume: str = DEFAULT_COST_VOLUME) -> None:
+                 cost_volume: str = DEFAULT_COST_VOLUME, membrane_shortcuts: bool = True) -> None:
         template = Architecture(
             feature=NetSpec([0] * feature_layers, _TEMPLATE_GENOTYPE, filter_multiplier, steps, steps),
             matching=NetSpec([0] * matching_layers, _TEMPLATE_GENOTYPE, filter_multiplier, steps, steps),
             num_bins=num_bins, max_disparity_px=max_disparity_px, cost_volume=cost_volume,
+            membrane_shortcuts=membrane_shortcuts,
         )
         super().__init__(template, in_channels, ann)
         self.num_bins = num_bins
         self.in_channels = in_channels
         self.filter_multiplier = filter_multiplier
         self.steps = steps
-        self.feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std)
+        self.membrane_shortcuts = membrane_shortcuts
+        self.feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std,
+                                     membrane_shortcuts)
         self.matching = SearchTrellis(3, cost_volume_channels(cost_volume, self.feature.out_channels), filter_multiplier, steps,
-                                      matching_layers, ann, init_std)
+                                      matching_layers, ann, init_std, membrane_shortcuts)
+        if membrane_shortcuts and not ann:
+            threshold_scaled_batchnorm(self)
 
     @classmethod
     def from_architecture(cls, arch: Architecture, in_channels: int = 2, ann: bool = False) -> SearchStereoNet:
@@ -97,7 +102,7 @@ class SearchStereoNet(SpikingStereoNet):
             raise ValueError("the supernet shares one filter multiplier between feature and matching nets")
         net = cls(in_channels, arch.num_bins, arch.max_disparity_px, len(arch.feature.path),
                   len(arch.matching.path), arch.feature.filter_multiplier, arch.feature.steps, ann,
-                  cost_volume=arch.cost_volume)
+                  cost_volume=arch.cost_volume, membrane_shortcuts=arch.membrane_shortcuts)
         net.set_discrete(arch)
         return net
 
@@ -124,7 +129,7 @@ class SearchStereoNet(SpikingStereoNet):
             path, genotype = net.decode()
             specs[name] = NetSpec(path, genotype, fm, self.steps, self.steps)
         arch = Architecture(specs["feature"], specs["matching"], self.num_bins, self.max_disp, {}, source,
-                            self.cost_volume)
+                            self.cost_volume, self.membrane_shortcuts)
         # The retrained net's LIF names (a cheap fm = 1 build) are a subset of the supernet's.
         names = neuron_names(SpikingStereoNet(_with_filter_multiplier(arch, 1), self.in_channels, self.ann))
         lifs = lif_modules(self)
@@ -136,4 +141,4 @@ def _with_filter_multiplier(arch: Architecture, fm: int) -> Architecture:
     def resized(spec: NetSpec) -> NetSpec:
         return NetSpec(spec.path, spec.genotype, fm, spec.block_multiplier, spec.steps)
     return Architecture(resized(arch.feature), resized(arch.matching), arch.num_bins, arch.max_disparity_px,
-                        cost_volume=arch.cost_volume)
+                        cost_volume=arch.cost_volume, membrane_shortcuts=arch.membrane_shortcuts)

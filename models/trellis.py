@@ -79,9 +79,11 @@ class TrellisNet(nn.Module):
         transitions: list[list[Transition]],
         edge_ops: dict[int, list[int]],
         ann: bool = False,
+        shortcuts: bool = False,
     ) -> None:
         super().__init__()
         self.dims = dims
+        self.shortcuts = shortcuts
         self.transitions = transitions
         base = steps * filter_multiplier  # channels of a level-0 block; x2 per level
         self.out_channels = base
@@ -95,7 +97,7 @@ class TrellisNet(nn.Module):
                     dims, target, filter_multiplier,
                     s0_channels={lvl: base * 2 ** lvl for lvl in s0_levels},
                     s1_level=source, s1_channels=base * 2 ** source,
-                    edge_ops=edge_ops, ann=ann,
+                    edge_ops=edge_ops, ann=ann, shortcuts=shortcuts,
                 )
         self.cells = nn.ModuleDict(cells)
         self.fuse = nn.ModuleDict({
@@ -122,27 +124,41 @@ class TrellisNet(nn.Module):
         ``move_probs`` (layers, levels, 3): per source level, softmax over its valid moves.
         ``path``: compute only this path's cells (the supernet's discrete mode).
         """
-        stem_out = []
-        h = x_seq
-        for block in self.stem:
-            h = block(h)
-            stem_out.append(h)
+        stem_out = self._stem(x_seq)
         before: dict[int, torch.Tensor] = {0: stem_out[-2]}
         current: dict[int, torch.Tensor] = {0: stem_out[-1]}
+        before_i: dict[int, torch.Tensor] = {}  # mean node currents of the cells that made ``before``
+        current_i: dict[int, torch.Tensor] = {}  # ... and ``current`` (the stems hand none on)
         for layer, layer_transitions in enumerate(self.transitions):
             nxt: dict[int, torch.Tensor] = {}
+            nxt_i: dict[int, torch.Tensor] = {}
             for source, move, target in layer_transitions:
                 if source not in current or (path is not None and target != path[layer]):
                     continue
                 s0_by_level, s0_weights = self._s0_inputs(layer, source, before, move_probs, path)
+                currents = {"s0": {lvl: before_i[lvl] for lvl in s0_by_level if lvl in before_i},
+                            "s1": {source: current_i[source]} if source in current_i else {}}
                 cell = self.cells[self.cell_key(layer, source, target)]
-                out = cell(s0_by_level, current[source], s0_weights, op_weights)
+                out, out_i = cell(s0_by_level, current[source], s0_weights, op_weights, currents)
                 if move_probs is not None and path is None:
-                    out = move_probs[layer, source, move] * out
+                    out, out_i = move_probs[layer, source, move] * out, move_probs[layer, source, move] * out_i
                 nxt[target] = out if target not in nxt else nxt[target] + out
+                nxt_i[target] = out_i if target not in nxt_i else nxt_i[target] + out_i
             before, current = current, nxt
+            before_i, current_i = current_i, nxt_i
         fused = [resample_levels(self.fuse[str(level)](h), level, 0) for level, h in current.items()]
         return torch.stack(fused).sum(0) if len(fused) > 1 else fused[0]
+
+    def _stem(self, x_seq: torch.Tensor) -> list[torch.Tensor]:
+        """Stem outputs (spikes); with shortcuts, a stem layer adds the previous one's current where shapes agree."""
+        outputs, h, previous = [], x_seq, None
+        for block in self.stem:
+            current = block.membrane_input(h)
+            if self.shortcuts and previous is not None and previous.shape == current.shape:
+                current = current + previous
+            h, previous = block.neuron(current), current
+            outputs.append(h)
+        return outputs
 
     def _s0_inputs(self, layer, source, before, move_probs, path):
         if layer < 2:

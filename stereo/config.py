@@ -64,6 +64,7 @@ class SearchConfig:
     steps: int = 3
     max_disparity_px: int = NETWORK_MAX_DISPARITY_PX
     cost_volume: str = "correlation"  # correlation (AND of spikes) | concat
+    membrane_shortcuts: bool = True  # currents along edges and across cells (models/cells.py)
     weight_lr: float = 2e-3
     weight_lr_min: float = 1e-4
     weight_momentum: float = 0.9

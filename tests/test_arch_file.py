@@ -21,7 +21,7 @@ def shipped_payload() -> dict:
 def test_shipped_file_is_the_current_version_with_a_spiking_correlation_volume():
     arch = load_architecture(SHIPPED_ARCHITECTURE)
     assert shipped_payload()["version"] == ARCH_VERSION == 2
-    assert arch.cost_volume == "correlation"
+    assert arch.cost_volume == "correlation" and arch.membrane_shortcuts is True
     assert architecture_from_dict(arch.to_dict()) == arch  # round trip
 
 
@@ -31,14 +31,15 @@ def test_version_1_is_upgraded_keeping_cells_and_dropping_edge_lif_b():
     del old["cost_volume"]
     arch = architecture_from_dict(old)
     assert arch.lif_b == {"feature.stem.0.neuron": 2.6}
-    assert arch.cost_volume == "concat"  # what version 1 networks used
+    assert arch.cost_volume == "concat" and arch.membrane_shortcuts is False  # what version 1 networks were
     assert arch.feature.genotype == old["feature"]["genotype"]
     SpikingStereoNet(arch)  # every kept name exists in the new network
 
 
 def test_unknown_version_and_cost_volume_are_user_errors(tmp_path):
     for change, message in (({"version": 7}, "unsupported architecture version 7"),
-                            ({"cost_volume": "sad"}, "cost_volume must be one of concat, correlation")):
+                            ({"cost_volume": "sad"}, "cost_volume must be one of concat, correlation"),
+                            ({"membrane_shortcuts": "yes"}, "membrane_shortcuts must be true or false")):
         path = tmp_path / "arch.json"
         path.write_text(json.dumps({**shipped_payload(), **change}))
         with pytest.raises(UserError, match=message):

@@ -10,7 +10,7 @@ from torch import nn
 from data_tools.errors import UserError
 from models.cost_volume import concat_cost_volume
 from models.neurons import ConvBN, SequenceReLU, lif_multistep
-from models.ops import resample_levels
+from models.ops import resample_current, resample_levels
 from models.regression import soft_argmin_disparity, upsample_cost
 from models.stereo_net import SpikingStereoNet, current_lif_b
 
@@ -106,18 +106,44 @@ def test_decoded_ops_keep_their_identity_carry_currents_and_lif_b_is_applied():
     assert current_lif_b(twin) == {}
 
 
-def test_a_node_integrates_the_sum_of_its_edge_currents():
-    """Node 0 of a retrained cell: LIF(pre0 spikes (skip) + BN(conv(pre1 spikes)) (b3)), nothing else."""
+@pytest.mark.parametrize("shortcuts", [False, True])
+def test_a_node_integrates_the_sum_of_its_edge_currents(shortcuts):
+    """Node 0 of a retrained cell, fed by edge 0 (skip from s0) and edge 1 (b3 conv from s1).
+
+    Without shortcuts: LIF(pre0 spikes + BN(conv(pre1 spikes))). With membrane shortcuts each edge also
+    hands its source's current: LIF(I_pre0 + BN(conv(pre1 spikes)) + I_pre1); convs still see spikes.
+    """
     torch.manual_seed(0)
-    net = SpikingStereoNet(toy_architecture(), in_channels=2).eval()
+    arch = toy_architecture()
+    arch.membrane_shortcuts = shortcuts
+    net = SpikingStereoNet(arch, in_channels=2).eval()
     cell = net.feature.cells["0_0_1"]
     s0 = (torch.rand(2, 1, 6, 6, 6) < 0.3).float()
     s1 = (torch.rand(2, 1, 6, 6, 6) < 0.3).float()
-    out = cell({0: s0}, s1)
-    pre0 = cell.pre0["0"](resample_levels(s0, 0, 1))
-    pre1 = cell.pre1(resample_levels(s1, 0, 1))
-    expected, _ = lif_multistep(pre0 + cell.edges["1"]["snn_b3"](pre1), 3.0)
+    out, mean_current = cell({0: s0}, s1)
+    i0 = cell.pre0["0"].membrane_input(resample_levels(s0, 0, 1))
+    i1 = cell.pre1.membrane_input(resample_levels(s1, 0, 1))
+    spikes0, spikes1 = cell.pre0["0"].neuron(i0), cell.pre1.neuron(i1)
+    conv = cell.edges["1"]["snn_b3"](spikes1)
+    node0 = i0 + conv + i1 if shortcuts else spikes0 + conv
+    expected, _ = lif_multistep(node0, 3.0)
     torch.testing.assert_close(out[:, :, : expected.shape[2]], expected)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    assert mean_current.shape == expected.shape  # the mean node current the next cell's shortcut carries
+
+
+def test_resample_current_keeps_the_mean_and_matches_the_next_levels_shape():
+    torch.manual_seed(0)
+    current = torch.randn(2, 1, 4, 8, 12)  # (T, B, C, H, W) at some level
+    down = resample_current(current, 1, 2)
+    assert down.shape == (2, 1, 8, 4, 6)  # channels double as the size halves
+    torch.testing.assert_close(down[:, :, 0], current[:, :, 0].unflatten(-1, (6, 2)).unflatten(-3, (4, 2)).mean((-1, -3)))
+    torch.testing.assert_close(down[:, :, 1], down[:, :, 0])  # each channel repeated
+    up = resample_current(current, 1, 0)
+    assert up.shape == (2, 1, 2, 16, 24)
+    torch.testing.assert_close(up[:, :, 1, ::2, ::2], current[:, :, 2:4].mean(2))
+    volume = torch.randn(1, 1, 2, 4, 4, 4)  # 3D (matching): the disparity axis is pooled too
+    assert resample_current(volume, 0, 1).shape == (1, 1, 4, 2, 2, 2)
 
 
 def test_unknown_lif_b_name_is_a_user_error():
