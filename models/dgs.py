@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from data_tools.atomic import write_json_atomic
 from data_tools.errors import UserError
-from models.neurons import ConvBNLIF, MultiStepLIF, unwrap_model
+from models.neurons import ConvBNLIF, CurrentToSpikes, MultiStepLIF, unwrap_model
 from stereo.config import DGSConfig
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -77,10 +77,11 @@ def sync_candidates(candidates: nn.ModuleList, layer: ConvBNLIF) -> None:
                 tensor.copy_(source[name])
 
 
-class MixedConvBNLIF(nn.Module):
+class MixedConvBNLIF(CurrentToSpikes, nn.Module):
     """DGS's mixed layer: membrane input sum_k softmax(alpha)_k I_k spiking with the layer's own neuron.
 
-    The neuron is the original layer's (its current b); it starts from rest on every call.
+    The neuron is the original layer's (its current b); it starts from rest on every call. It keeps the
+    layer's membrane shortcut (``forward_current``) like the layer it stands in for.
     """
 
     def __init__(self, candidates: nn.ModuleList, alpha: nn.Parameter, neuron: MultiStepLIF) -> None:
@@ -89,10 +90,11 @@ class MixedConvBNLIF(nn.Module):
         self.alpha = alpha
         self.neuron = neuron
 
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def membrane_input(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """The mixed current: sum_k softmax(alpha)_k BN_k(conv_k(x))."""
         weights = torch.softmax(self.alpha, dim=0)
-        membrane = sum(w * c.membrane_input(x_seq) for w, c in zip(weights, self.candidates))
-        return self.neuron(membrane)
+        return sum(w * c.membrane_input(x_seq) for w, c in zip(weights, self.candidates))
+
 
 
 @contextlib.contextmanager

@@ -266,7 +266,21 @@ class ConvBN(nn.Module):
         return y.unflatten(0, (steps, batch))
 
 
-class ConvBNLIF(ConvBN):
+class CurrentToSpikes:
+    """Mixin for layers made of ``membrane_input(x)`` (a current) and ``.neuron`` (a LIF)."""
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return self.neuron(self.membrane_input(x_seq))
+
+    def forward_current(self, x_seq: torch.Tensor, carried: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(spikes, current): the current is the layer's own plus ``carried`` (a membrane shortcut), if given."""
+        current = self.membrane_input(x_seq)
+        if carried is not None:
+            current = current + carried
+        return self.neuron(current), current
+
+
+class ConvBNLIF(CurrentToSpikes, ConvBN):
     """conv + BN feeding a multi-step LIF (ReLU in the ANN twin); 2D or 3D.
 
     ``membrane_input`` exposes conv+BN alone so that DGS can mix candidate copies of this block.
@@ -279,17 +293,7 @@ class ConvBNLIF(ConvBN):
 
     def membrane_input(self, x_seq: torch.Tensor) -> torch.Tensor:
         """BN(conv(x)) for every step: (T, B, C, ...) -> (T, B, C_out, ...)."""
-        return super().forward(x_seq)
-
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return self.neuron(self.membrane_input(x_seq))
-
-    def forward_current(self, x_seq: torch.Tensor, carried: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(spikes, current): the current is BN(conv(x)) plus ``carried`` (a membrane shortcut), if given."""
-        current = self.membrane_input(x_seq)
-        if carried is not None:
-            current = current + carried
-        return self.neuron(current), current
+        return ConvBN.forward(self, x_seq)
 
 
 def lif_modules(model: nn.Module) -> dict[str, MultiStepLIF]:

@@ -152,7 +152,7 @@ class TrellisNet(nn.Module):
     def _stem(self, x_seq: torch.Tensor) -> list[torch.Tensor]:
         """Stem outputs (spikes); with shortcuts, a stem layer adds the previous one's current where shapes agree."""
         outputs, h, previous = [], x_seq, None
-        for block in self.stem:
+        for block in self.stem:  # a ConvBNLIF, or DGS's mixed stand-in for one
             current = block.membrane_input(h)
             if self.shortcuts and previous is not None and previous.shape == current.shape:
                 current = current + previous

@@ -36,7 +36,7 @@ class IdentityTaskCell(nn.Module):
         return [p for p in self.cell.edges.parameters()]
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return self.cell({0: x_seq}, x_seq, None, torch.softmax(self.alpha, dim=-1))
+        return self.cell({0: x_seq}, x_seq, None, torch.softmax(self.alpha, dim=-1))[0]  # spikes (no current)
 
     def target(self, x_seq: torch.Tensor) -> torch.Tensor:
         """Every node should equal the preprocessed input P (what s0 and s1 carry into the cell)."""
