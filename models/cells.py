@@ -68,7 +68,7 @@ class Cell(nn.Module):
         self.shortcuts = shortcuts
         self.channels = level_channels(filter_multiplier, level)
         self.s1_level = s1_level
-        channels = level_channels(filter_multiplier, level)
+        channels = self.channels
         self.out_channels = NUM_NODES * channels
         self.pre0 = nn.ModuleDict({
             str(lvl): ConvBNLIF(c, channels, 1, dims=dims, ann=ann) for lvl, c in s0_channels.items()
@@ -134,7 +134,7 @@ class Cell(nn.Module):
             b = None if op_weights is None else self.mixed_node_b(node, op_weights)
             states.append((self.nodes[node](current, b=b), current))
         nodes = states[2:]
-        return torch.cat([spikes for spikes, _ in nodes], dim=2), torch.stack([c for _, c in nodes]).mean(0)
+        return torch.cat([spikes for spikes, _ in nodes], dim=2), sum(c for _, c in nodes) / NUM_NODES
 
     def _edge_current(self, name: str, op: nn.Module, spikes: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
         """What one op hands its node: its current, plus (shortcuts) its source's current."""

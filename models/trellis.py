@@ -143,7 +143,8 @@ class TrellisNet(nn.Module):
                 if move_probs is not None and path is None:
                     out, out_i = move_probs[layer, source, move] * out, move_probs[layer, source, move] * out_i
                 nxt[target] = out if target not in nxt else nxt[target] + out
-                nxt_i[target] = out_i if target not in nxt_i else nxt_i[target] + out_i
+                if self.shortcuts:  # only the shortcuts read the currents
+                    nxt_i[target] = out_i if target not in nxt_i else nxt_i[target] + out_i
             before, current = current, nxt
             before_i, current_i = current_i, nxt_i
         fused = [resample_levels(self.fuse[str(level)](h), level, 0) for level, h in current.items()]

@@ -18,6 +18,7 @@ import yaml
 
 from data_tools.constants import DEFAULT_NUM_BINS, NETWORK_MAX_DISPARITY_PX
 from data_tools.errors import UserError
+from models.cost_volume import COST_VOLUMES
 
 
 @dataclass
@@ -165,7 +166,7 @@ _MINIMUM: dict[str, int | float] = {
 }
 _POSITIVE = {"train.lr", "search.weight_lr", "search.arch_lr", "dgs.alpha_lr", "dgs.candidate_lr"}
 _CHOICES = {"data.encoding": ("binary", "count", "signed"), "eval.mask": ("dense", "events", "both"),
-            "search.cost_volume": ("correlation", "concat")}
+            "search.cost_volume": COST_VOLUMES}
 
 
 def _check_range(dotted: str, value: Any, where: str) -> None:

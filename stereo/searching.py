@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from data_tools.atomic import write_json_atomic
 from data_tools.errors import UserError
-from models.cost_volume import COST_VOLUMES
 from models.dgs import DGSScheduler
 from models.neurons import lif_modules
 from models.supernet import SearchStereoNet
@@ -99,8 +98,6 @@ def build_supernet(cfg: Config, in_channels: int, num_bins: int) -> SearchStereo
                 "batch_size"):
         if getattr(s, key) < 1:
             raise UserError(f"search.{key} must be a positive integer, got {getattr(s, key)}")
-    if s.cost_volume not in COST_VOLUMES:
-        raise UserError(f"search.cost_volume must be one of {', '.join(COST_VOLUMES)}, got {s.cost_volume!r}")
     if s.max_disparity_px <= 0 or s.max_disparity_px % PAD_MULTIPLE:
         raise UserError(f"search.max_disparity_px must be a positive multiple of {PAD_MULTIPLE}, got {s.max_disparity_px}")
     return SearchStereoNet(in_channels, num_bins, s.max_disparity_px, s.feature_layers, s.matching_layers,
