@@ -9,8 +9,8 @@ import argparse
 import time
 from pathlib import Path
 
+from common.paths import DEFAULT_PREPARED_DIR
 from data_tools.dataset import StereoEventDataset
-from data_tools.paths import DEFAULT_PREPARED_DIR
 from data_tools.prepare_mvsec import prepare
 
 

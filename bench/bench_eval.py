@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.paths import SHIPPED_ARCHITECTURE
 from data_tools.constants import SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX
-from data_tools.paths import SHIPPED_ARCHITECTURE
 from eval.energy_report import energy_rows, totals
 from eval.opcount import count_operations
 from eval.sgbm import SGBMParams, count_image, sgbm_disparity

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_tools.paths import DEFAULT_PREPARED_DIR
+from common.paths import DEFAULT_PREPARED_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "learning_small.yaml"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from data_tools.errors import UserError, run_cli
+from common.errors import UserError, run_cli
 from models.neurons import DECAY, V_THRESHOLD, DSpike, MultiStepLIF, lif_multistep_reference
 from stereo.runtime import resolve_device
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from common.paths import SHIPPED_ARCHITECTURE
 from data_tools.constants import SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX
-from data_tools.paths import SHIPPED_ARCHITECTURE
 from models.arch import load_architecture
 from models.stereo_net import SpikingStereoNet
 from stereo.runtime import resolve_device

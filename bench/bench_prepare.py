@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common.paths import DEFAULT_SYNTHETIC_RAW_DIR
 from data_tools.make_synthetic import generate
-from data_tools.paths import DEFAULT_SYNTHETIC_RAW_DIR
 from data_tools.prepare_mvsec import prepare
 
 

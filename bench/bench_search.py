@@ -46,13 +46,13 @@ def measure(kind: str, height: int, width: int, device_name: str, steps: int) ->
     """Run in a child process: build the net, one warm-up step, then time ``steps`` steps."""
     import torch
 
-    from data_tools.paths import SHIPPED_ARCHITECTURE
+    from common.paths import SHIPPED_ARCHITECTURE
     from models.arch import load_architecture
     from models.stereo_net import SpikingStereoNet
     from models.supernet import SearchStereoNet
+    from stereo.losses import disparity_loss
     from stereo.runtime import resolve_device
     from stereo.searching import arch_step, weight_step
-    from stereo.training import disparity_loss
 
     device = resolve_device(device_name)
     torch.manual_seed(0)

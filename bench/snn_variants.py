@@ -39,8 +39,8 @@ from torch.utils.data import DataLoader
 
 import models.cells as cells_module
 import models.stereo_net as stereo_net_module
+from common.paths import DEFAULT_PREPARED_DIR, SHIPPED_ARCHITECTURE
 from data_tools.dataset import StereoEventDataset
-from data_tools.paths import DEFAULT_PREPARED_DIR, SHIPPED_ARCHITECTURE
 from models.arch import Architecture, NetSpec, load_architecture
 from models.cost_volume import build_cost_volume
 from models.neurons import ConvBNLIF, MultiStepLIF

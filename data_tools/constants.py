@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.metrics import DEPTH_EPS
+
 SENSOR_HEIGHT_PX = 260
 SENSOR_WIDTH_PX = 346
 
@@ -40,9 +42,6 @@ SPLITS = {
     3: (("indoor_flying1", "indoor_flying2"), "indoor_flying3"),
 }
 NUM_VALIDATION_EXAMPLES = 200
-
-# Small constant of the published depth conversion (SPEC §8).
-DEPTH_EPS = 1e-7
 
 
 def depth_to_disparity(depth_m: np.ndarray, focal_baseline_px_m: float = FOCAL_BASELINE_PX_M["indoor_flying"]) -> np.ndarray:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.errors import UserError
 from data_tools.constants import NETWORK_MAX_DISPARITY_PX
-from data_tools.errors import UserError
 from data_tools.events import Events
 from data_tools.mvsec import SIDES
 from data_tools.prepared import read_events, read_manifest

@@ -16,7 +16,9 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from data_tools.atomic import atomic_path, write_json_atomic
+from common.atomic import atomic_path, write_json_atomic
+from common.errors import UserError, run_cli
+from common.paths import DEFAULT_SYNTHETIC_RAW_DIR
 from data_tools.constants import (
     BASELINE_M,
     CX_PX,
@@ -27,10 +29,8 @@ from data_tools.constants import (
     SENSOR_HEIGHT_PX,
     SENSOR_WIDTH_PX,
 )
-from data_tools.errors import UserError, run_cli
 from data_tools.event_sim import EventSimulator, SensorParams
 from data_tools.mvsec import SIDES, SYNTHETIC_KIND, SYNTHETIC_MANIFEST
-from data_tools.paths import DEFAULT_SYNTHETIC_RAW_DIR
 from data_tools.synthetic_scene import Scene, make_scene, rectified_rays, render
 
 FAMILY = "synthetic_flying"

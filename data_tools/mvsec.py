@@ -7,7 +7,6 @@ a window needs are read. Every file problem becomes a :class:`UserError` naming 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,9 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers compression filters for h5py)
 import numpy as np
 
+from common.errors import UserError
+from common.reading import read_json
 from data_tools.constants import FOCAL_BASELINE_PX_M, SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX, SUPPORTED_FAMILIES
-from data_tools.errors import UserError
 
 SYNTHETIC_MANIFEST = "manifest.json"
 SYNTHETIC_KIND = "synthetic_mvsec"
@@ -39,10 +39,7 @@ def read_synthetic_manifest(root: Path) -> dict | None:
     path = root / SYNTHETIC_MANIFEST
     if not path.is_file():
         return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable JSON manifest ({err})") from None
+    manifest = read_json(path, "a synthetic recording's manifest")
     if not isinstance(manifest, dict) or manifest.get("kind") != SYNTHETIC_KIND:
         return None
     return manifest

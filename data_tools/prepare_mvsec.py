@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_tools.atomic import remove_stale_temporaries, temporary_name, write_json_atomic
+from common.atomic import remove_stale_temporaries, temporary_name, write_json_atomic
+from common.errors import UserError, run_cli
+from common.paths import DEFAULT_PREPARED_DIR, DEFAULT_SYNTHETIC_RAW_DIR
 from data_tools.constants import (
     BASELINE_M,
     CX_PX,
@@ -37,10 +39,8 @@ from data_tools.constants import (
     WINDOW_MS,
     depth_to_disparity,
 )
-from data_tools.errors import UserError, run_cli
 from data_tools.events import event_mask, seconds_to_us
 from data_tools.mvsec import check_family, find_sequence_files, read_synthetic_manifest
-from data_tools.paths import DEFAULT_PREPARED_DIR, DEFAULT_SYNTHETIC_RAW_DIR
 from data_tools.prepared import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SequenceWriter, read_manifest
 from data_tools.recording import Recording
 from data_tools.splits import (

@@ -1,6 +1,6 @@
 """The prepared dataset on disk: one compressed HDF5 file per sequence plus ``manifest.json``.
 
-Per sequence file ``<sequence>.hdf5`` (K examples, Blosc-zstd compressed via hdf5plugin):
+Per sequence file ``<sequence>.hdf5`` (K examples, Blosc-lz4 via hdf5plugin, fast to decode per example):
   frame_index (K,) int64      ground-truth index in the raw ``_gt.hdf5``
   t_us        (K,) int64      window end (= depth timestamp), microseconds since the sequence start
   disp_px     (K, H, W) f4    disparity ground truth, NaN where the depth is unknown
@@ -12,14 +12,14 @@ Example k's events are rows offsets[k]:offsets[k+1], all in (t_us - window, t_us
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
 import hdf5plugin
 import numpy as np
 
-from data_tools.errors import UserError
+from common.errors import UserError
+from common.reading import read_json
 from data_tools.events import Events
 from data_tools.mvsec import SIDES
 
@@ -80,13 +80,8 @@ class SequenceWriter:
 def read_manifest(prepared_dir: Path) -> dict:
     """The manifest of a prepared folder, or a UserError saying how to make one."""
     path = Path(prepared_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise UserError(f"{path}: prepared dataset not found (run python data_tools/prepare_mvsec.py "
-                        f"--out {prepared_dir})")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable JSON manifest ({err})") from None
+    manifest = read_json(path, "a prepared-dataset manifest", missing=f"prepared dataset not found; run python "
+                         f"data_tools/prepare_mvsec.py --out {prepared_dir}")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise UserError(f"{path}: not a prepared-dataset manifest (expected format '{FORMAT_NAME}')")
     if manifest.get("version") != FORMAT_VERSION:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.errors import UserError
 from data_tools.constants import SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX
-from data_tools.errors import UserError
 from data_tools.mvsec import SIDES, find_sequence_files
 from data_tools.recording import Recording
 from data_tools.voxel import check_encoding, voxelize
@@ -33,8 +33,7 @@ def _window_ends_us(recording: Recording, rate_hz: float, window_ms: float) -> l
         k += 1
 
 
-def count_raw_windows(mvsec_root: Path | str, sequence: str, rate_hz: float = 20, window_ms: float = 50,
-                      num_bins: int = 5, encoding: str = "binary") -> int:
+def count_raw_windows(mvsec_root: Path | str, sequence: str, rate_hz: float = 20, window_ms: float = 50) -> int:
     """How many windows ``iter_raw_windows`` yields (for a progress bar)."""
     with Recording(find_sequence_files(Path(mvsec_root), sequence, need_gt=False), need_gt=False) as recording:
         return len(_window_ends_us(recording, rate_hz, window_ms))

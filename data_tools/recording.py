@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
 from data_tools.constants import SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX
-from data_tools.errors import UserError
 from data_tools.events import RectifiedCamera
 from data_tools.mvsec import (
     DEPTH_KEY,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 
+from common.errors import UserError
 from data_tools.constants import NUM_VALIDATION_EXAMPLES, SPLITS, TEST_FRAME_FILTER, TRAIN_FRAME_FILTER
-from data_tools.errors import UserError
 
 
 def real_split(split: int) -> tuple[list[str], str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_tools.errors import UserError
+from common.errors import UserError
 
 ENCODING_CHANNELS = {"binary": 2, "count": 2, "signed": 1}
 

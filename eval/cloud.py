@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from data_tools.atomic import atomic_path
+from common.atomic import atomic_path
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -17,15 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from data_tools import paths
-from data_tools.atomic import atomic_path, write_json_atomic
+from common import paths
+from common.atomic import atomic_path, write_json_atomic
+from common.errors import UserError, run_cli
+from common.metrics import METRIC_KEYS
 from data_tools.constants import MAX_DISPARITY_IN_DATA_PX
-from data_tools.errors import UserError, run_cli
-from eval.evaluate import CountImages, evaluate, network_predictor, sgbm_predictor
-from eval.metrics import METRIC_KEYS
+from eval.evaluate import CountImages, SGBMMethod, evaluate, network_predictor
 from eval.plots import example_panel, summary_grid
-from stereo.config import add_config_arguments, load_config
-from stereo.runtime import resolve_device, seed_everything
+from stereo.config import add_config_arguments, start_cli
 
 METHOD_LABELS = {"snn": "SNN", "ann": "ANN twin", "sgbm": "SGBM"}
 BASELINES = ("sgbm", "ann")
@@ -99,9 +98,7 @@ def write_csv(path: Path, results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
+    cfg, device = start_cli(args)
     mask = args.mask or cfg.eval.mask
     mask_modes = ["dense", "events"] if mask == "both" else [mask]
     include_empty = cfg.eval.include_empty if args.include_empty is None else True
@@ -115,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluating the first {len(dataset)} of {available} {args.split} examples (eval.max_examples = {limit})")
     methods = {main_name: main_run}
     checkpoints = {main_name: str(args.checkpoint.resolve())}
-    record: dict[str, Any] = {}
     if "ann" in baselines:
         if main_name == "ann":
             raise UserError(f"--checkpoint {args.checkpoint} is already an ANN twin; drop 'ann' from --baselines")
@@ -124,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints["ann"] = str(args.ann_checkpoint.resolve())
     counts = CountImages(args.data, args.split, limit) if ("sgbm" in baselines or args.viz) else None
     if "sgbm" in baselines:
-        methods["sgbm"], record["sgbm"] = sgbm_predictor(args.data, args.split, limit, cfg.eval.sgbm_tune_examples, counts)
-        print(f"SGBM tuned on {record['sgbm']['tuned_on']}: {record['sgbm']['params']}")
+        sgbm = SGBMMethod(args.data, args.split, limit, cfg.eval.sgbm_tune_examples, counts)
+        methods["sgbm"] = sgbm
+        print(f"SGBM tuned on {sgbm.tuned_on}: {sgbm.params.to_dict()}")
 
     chosen = set(viz_indices(args.viz_indices, len(dataset), cfg.eval.viz_examples)) if args.viz else set()
     summary_rows: list[dict[str, Any]] = []
@@ -144,10 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             summary_rows.append({"events": events, "gt": gt, "valid": valid,
                                  "title": f"{item['sequence']} #{item['frame_index']}", **preds})
 
-    results, seconds = evaluate(dataset, methods, mask_modes, include_empty, draw if args.viz else None)
-    if "sgbm" in record:
-        fractions = record["sgbm"].pop("valid_fraction")
-        record["sgbm"]["mean_valid_fraction"] = float(np.mean(fractions)) if fractions else None
+    evaluation = evaluate(dataset, methods, mask_modes, include_empty, draw if args.viz else None)
+    results, seconds = evaluation.results, evaluation.seconds_per_example
+    record = {"sgbm": methods["sgbm"].record()} if "sgbm" in methods else {}
     print(format_results(results, mask_modes))
     print("\nseconds per example: " + ", ".join(f"{METHOD_LABELS[m]} {s:.3f}" for m, s in seconds.items()))
     summary = {

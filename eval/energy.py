@@ -14,16 +14,16 @@ penalties, the ANN twin, and SGBM as a line: it has no energy model here).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from data_tools import paths
-from data_tools.atomic import write_json_atomic
-from data_tools.errors import UserError, run_cli
+from common import paths
+from common.atomic import write_json_atomic
+from common.errors import UserError, run_cli
+from common.reading import read_json
 from eval.energy_report import (
     PAPER_ENERGY_MJ,
     PAPER_RATIO,
@@ -32,12 +32,12 @@ from eval.energy_report import (
     totals,
     write_rows_csv,
 )
-from eval.evaluate import evaluate, network_predictor, sgbm_predictor
+from eval.evaluate import SGBMMethod, evaluate, network_predictor
 from eval.opcount import count_operations
 from eval.plots import TradeoffPoint, accuracy_energy, energy_bars
-from eval.runner import check_input_format, load_network, open_split
-from stereo.config import Config, add_config_arguments, load_config
-from stereo.runtime import resolve_device, seed_everything
+from eval.runner import check_input_format, open_split
+from stereo.checkpoint import load_model_from_checkpoint
+from stereo.config import Config, add_config_arguments, start_cli
 
 DEFAULT_ANN = paths.DEFAULT_TRAIN_ANN_DIR / paths.BEST_CHECKPOINT_NAME
 DEFAULT_METRICS = paths.DEFAULT_EVAL_DIR / "metrics.json"
@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(path: Path, device: torch.device, data: Path, split: str, num_examples: int, cfg: Config,
             option: str, want_ann: bool) -> tuple[list[dict[str, Any]], dict[str, Any], tuple[int, int]]:
     """Per-layer energy rows of one checkpoint over the first ``num_examples`` examples of the split."""
-    model, ckpt = load_network(path, device, option, want_ann)
+    model, ckpt = load_model_from_checkpoint(path, device, option, want_ann=want_ann)
     dataset = open_split(data, split, int(ckpt["num_bins"]), ckpt["encoding"], num_examples)
     check_input_format(dataset, ckpt, path)
     inputs = ((item["left"][None].to(device), item["right"][None].to(device))
@@ -104,10 +104,7 @@ def recorded_mde(metrics: dict[str, Any] | None, method: str, path: Path | None,
 def read_metrics(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    try:
-        metrics = json.loads(path.read_text())
-    except ValueError:
-        raise UserError(f"--metrics {path}: not a readable metrics.json of eval/disparity.py") from None
+    metrics = read_json(path, "a readable metrics.json of eval/disparity.py", "--metrics")
     if not isinstance(metrics, dict) or not isinstance(metrics.get("results", {}), dict):
         raise UserError(f"--metrics {path}: valid JSON but not the layout eval/disparity.py writes")
     return metrics
@@ -123,27 +120,23 @@ def tradeoff_points(args: argparse.Namespace, cfg: Config, device: torch.device,
         mde = recorded_mde(metrics, method, path, args.data, args.split)
         if mde is None:
             run, _, dataset = network_predictor(path, device, args.data, args.split, limit, str(path))
-            results, _ = evaluate(dataset, {method: run}, ["dense"], progress=f"MDE {path.name}")
-            mde = results[method]["dense"]["all"]["mde_px"]
+            mde = evaluate(dataset, {method: run}, ["dense"], progress=f"MDE {path.name}").metric(method)
         label = model_label(ckpt, path)
         if any(p.label == label for p in points):
             label = f"{label} ({path.parent.name}/{path.name})"
         points.append(TradeoffPoint(label, mde, energy_mj, method))
     mde = recorded_mde(metrics, "sgbm", None, args.data, args.split)
     if mde is None:
-        run, _ = sgbm_predictor(args.data, args.split, limit, cfg.eval.sgbm_tune_examples)
+        sgbm = SGBMMethod(args.data, args.split, limit, cfg.eval.sgbm_tune_examples)
         dataset = open_split(args.data, args.split, 1, "count", limit)
-        results, _ = evaluate(dataset, {"sgbm": run}, ["dense"], progress="MDE SGBM")
-        mde = results["sgbm"]["dense"]["all"]["mde_px"]
+        mde = evaluate(dataset, {"sgbm": sgbm}, ["dense"], progress="MDE SGBM").metric("sgbm")
     points.append(TradeoffPoint("SGBM (no energy model)", mde, None, "sgbm"))
     return points
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
+    cfg, device = start_cli(args)
     num_examples = cfg.energy.num_examples if args.num_examples is None else args.num_examples
     if num_examples < 1:
         raise UserError(f"--num-examples {num_examples}: expected at least 1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from data_tools.atomic import atomic_path
+from common.atomic import atomic_path
 from eval.opcount import OpCounts
 
 PJ_TO_MJ = 1e-9

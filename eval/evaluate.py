@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.errors import UserError
+from common.metrics import group_aggregate, image_metrics
 from data_tools.dataset import StereoEventDataset
-from data_tools.errors import UserError
-from eval.metrics import group_aggregate, image_metrics
-from eval.runner import check_input_format, load_network, open_split, predict
+from eval.runner import check_input_format, open_split, predict
 from eval.sgbm import count_image, parameter_grid, sgbm_disparity, tune
+from stereo.checkpoint import load_model_from_checkpoint
 
 Predictor = Callable[[int, dict[str, Any]], np.ndarray]
 MASK_MODES = ("dense", "events")
@@ -52,7 +54,7 @@ def network_predictor(path: Path, device: torch.device, data_dir: Path, split: s
                       option: str, want_ann: bool | None = None, reference: StereoEventDataset | None = None
                       ) -> tuple[Predictor, dict[str, Any], StereoEventDataset]:
     """A checkpoint as a method; it reads its own voxelisation (T, encoding) of the split."""
-    model, ckpt = load_network(path, device, option, want_ann)
+    model, ckpt = load_model_from_checkpoint(path, device, option, want_ann=want_ann)
     dataset = open_split(data_dir, split, int(ckpt["num_bins"]), ckpt["encoding"], max_examples)
     check_input_format(dataset, ckpt, path)
     same = reference is not None and (dataset.num_bins, dataset.encoding) == (reference.num_bins, reference.encoding)
@@ -64,30 +66,51 @@ def network_predictor(path: Path, device: torch.device, data_dir: Path, split: s
     return run, ckpt, dataset
 
 
-def sgbm_predictor(data_dir: Path, split: str, max_examples: int, tune_examples: int, counts: CountImages | None = None
-                   ) -> tuple[Predictor, dict[str, Any]]:
-    """SGBM with its parameters tuned on the validation split; also returns the tuning record."""
-    val = CountImages(data_dir, "val", tune_examples)
-    pairs, gts, masks = [], [], []
-    for index in range(len(val)):
-        left, right, item = val.pair(index)
-        pairs.append((left, right))
-        gts.append(item["disp_px"].numpy())
-        masks.append(gt_masks(item)["dense"])
-    best, table = tune(pairs, gts, masks, parameter_grid())
-    counts = counts or CountImages(data_dir, split, max_examples)
-    valid_fractions: list[float] = []
+class SGBMMethod:
+    """SGBM as a method, its parameters tuned on the validation split over the full grid; ``record()``
+    says how it was tuned and which fraction of its pixels SGBM itself found (the rest are filled)."""
 
-    def run(index: int, item: dict[str, Any]) -> np.ndarray:
-        left, right, _ = counts.pair(index, item)
-        disp, valid_fraction = sgbm_disparity(left, right, best)
-        valid_fractions.append(valid_fraction)
+    def __init__(self, data_dir: Path, split: str, max_examples: int, tune_examples: int,
+                 counts: CountImages | None = None) -> None:
+        val = CountImages(data_dir, "val", tune_examples)
+        pairs, gts, masks = [], [], []
+        for index in range(len(val)):
+            left, right, item = val.pair(index)
+            pairs.append((left, right))
+            gts.append(item["disp_px"].numpy())
+            masks.append(gt_masks(item)["dense"])
+        self.params, self.grid = tune(pairs, gts, masks, parameter_grid())
+        self.tuned_on = f"val ({len(val)} examples, dense MDE)"
+        self.counts = counts or CountImages(data_dir, split, max_examples)
+        self.valid_fractions: list[float] = []
+
+    def __call__(self, index: int, item: dict[str, Any]) -> np.ndarray:
+        left, right, _ = self.counts.pair(index, item)
+        disp, valid_fraction = sgbm_disparity(left, right, self.params)
+        self.valid_fractions.append(valid_fraction)
         return disp
 
-    record = {"params": best.to_dict(), "grid": table, "tuned_on": f"val ({len(val)} examples, dense MDE)",
-              "invalid_handling": "SGBM's invalid pixels filled from the nearest valid SGBM pixel; all GT pixels scored",
-              "valid_fraction": valid_fractions}
-    return run, record
+    def record(self) -> dict[str, Any]:
+        return {"params": self.params.to_dict(), "grid": self.grid, "tuned_on": self.tuned_on,
+                "invalid_handling": "SGBM's invalid pixels filled from the nearest valid SGBM pixel; all GT pixels scored",
+                "mean_valid_fraction": float(np.mean(self.valid_fractions)) if self.valid_fractions else None}
+
+
+# results[method][mask][group] -> metrics: method is a key of the methods passed in (snn, ann, sgbm),
+# mask one of MASK_MODES, group a sequence name or "all"; the metrics are common.metrics.METRIC_KEYS
+# plus images_used, images_total and num_pixels (common.metrics.aggregate).
+Results = dict[str, dict[str, dict[str, dict[str, float]]]]
+
+
+@dataclass
+class Evaluation:
+    """The scores of every method (``Results``) and the seconds each took per example."""
+
+    results: Results
+    seconds_per_example: dict[str, float]
+
+    def metric(self, method: str, key: str = "mde_px", mask: str = "dense", group: str = "all") -> float:
+        return float(self.results[method][mask][group][key])
 
 
 def evaluate(
@@ -97,8 +120,8 @@ def evaluate(
     include_empty: bool = False,
     on_example: Callable[[int, dict[str, Any], dict[str, np.ndarray]], None] | None = None,
     progress: str = "evaluate",
-) -> tuple[dict[str, dict[str, dict[str, dict[str, float]]]], dict[str, float]]:
-    """results[method][mask][sequence or 'all'] -> metrics, and seconds per example per method."""
+) -> Evaluation:
+    """Every method on every example of ``dataset``, scored per image and aggregated (``Results``)."""
     for mode in mask_modes:
         if mode not in MASK_MODES:
             raise UserError(f"--mask {mode}: expected dense, events or both")
@@ -120,5 +143,4 @@ def evaluate(
             on_example(index, item, preds)
     results = {name: {mode: group_aggregate(recs, include_empty) for mode, recs in by_mask.items()}
                for name, by_mask in records.items()}
-    per_example = {name: s / max(len(dataset), 1) for name, s in seconds.items()}
-    return results, per_example
+    return Evaluation(results, {name: s / max(len(dataset), 1) for name, s in seconds.items()})

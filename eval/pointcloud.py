@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data_tools import paths
-from data_tools.atomic import atomic_path
+from common import paths
+from common.atomic import atomic_path
+from common.errors import UserError, run_cli
 from data_tools.constants import disparity_to_depth
-from data_tools.errors import UserError, run_cli
 from eval.cloud import (
     back_project,
     camera_pose,
@@ -31,9 +31,9 @@ from eval.cloud import (
     write_ply,
 )
 from eval.evaluate import CountImages
-from eval.runner import check_input_format, load_network, open_split, predict
-from stereo.config import add_config_arguments
-from stereo.runtime import resolve_device, seed_everything
+from eval.runner import check_input_format, open_split, predict
+from stereo.checkpoint import load_model_from_checkpoint
+from stereo.config import add_config_arguments, start_cli
 
 MIN_PRED_DISPARITY_PX = 1.0  # --pixels all: keep predictions nearer than f*B / 1 px (about 20 m)
 RENDER_SIZE_PX = (640, 480)
@@ -81,9 +81,8 @@ def side_by_side(left_png: Path, right_png: Path, out_png: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
-    model, ckpt = load_network(args.checkpoint, device, "--checkpoint")
+    _, device = start_cli(args)
+    model, ckpt = load_model_from_checkpoint(args.checkpoint, device, "--checkpoint")
     dataset = open_split(args.data, args.split, int(ckpt["num_bins"]), ckpt["encoding"])
     check_input_format(dataset, ckpt, args.checkpoint)
     if not 0 <= args.index < len(dataset):

@@ -10,22 +10,17 @@ all over the whole evaluated split. Energy is taken only from an energy.json of 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from data_tools import paths
-from data_tools.atomic import atomic_path
-from data_tools.errors import UserError, run_cli
+from common import paths
+from common.atomic import atomic_path
+from common.errors import UserError, run_cli
+from common.reading import read_json
 
 
 def _read(path: Path, option: str, producer: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{option} {path}: not found (run {producer} first)")
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        raise UserError(f"{option} {path}: not readable JSON written by {producer}") from None
+    return read_json(path, f"a file written by {producer}", option, missing=f"run {producer} first")
 
 
 def energy_by_method(metrics: dict[str, Any], energy: dict[str, Any] | None) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""What every evaluation CLI shares: checkpoints and datasets opened with user-facing errors, and
+"""What every evaluation CLI shares: datasets opened with user-facing errors, the input-format check, and
 one prediction per example (full 260x346 frame, batch of one, no crop)."""
 
 from __future__ import annotations
@@ -10,21 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.errors import UserError
 from data_tools.dataset import StereoEventDataset
-from data_tools.errors import UserError
-from stereo.checkpoint import load_model_from_checkpoint
-
-
-def load_network(path: Path, device: torch.device, option: str, want_ann: bool | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """A checkpoint's network in eval mode; ``want_ann`` checks it is (or is not) an ANN twin."""
-    if not Path(path).is_file():
-        raise UserError(f"{option} {path}: checkpoint not found (train one with stereo/train.py"
-                        f"{' --ann' if want_ann else ''})")
-    model, ckpt = load_model_from_checkpoint(path, device)
-    if want_ann is not None and bool(ckpt["ann"]) != want_ann:
-        expected = "an ANN twin checkpoint (stereo/train.py --ann)" if want_ann else "a spiking (SNN) checkpoint"
-        raise UserError(f"{option} {path}: expected {expected}, got {'an ANN twin' if ckpt['ann'] else 'an SNN'}")
-    return model, ckpt
 
 
 def open_split(data_dir: Path, split: str, num_bins: int, encoding: str, max_examples: int = 0,

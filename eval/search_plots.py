@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from data_tools.atomic import atomic_path  # noqa: E402
-from data_tools.errors import UserError, run_cli  # noqa: E402
+from common.atomic import atomic_path  # noqa: E402
+from common.errors import UserError, run_cli  # noqa: E402
+from common.reading import read_json
 from models.topology import EDGES, MOVE_DELTA, MOVES, NUM_LEVELS, OPS, valid_moves  # noqa: E402
 
 NETS = ("feature", "matching")
@@ -153,10 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="search_history.json written by stereo/search.py")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: beside the history)")
     args = parser.parse_args(argv)
-    if not args.history.is_file():
-        raise UserError(f"{args.history}: search history not found (run python stereo/search.py first)")
+    payload = read_json(args.history, "a search history", missing="run python stereo/search.py first")
     try:
-        payload = json.loads(args.history.read_text())
         history = payload["epochs"]
         if not history:
             raise ValueError("no epochs")

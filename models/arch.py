@@ -21,13 +21,13 @@ edge LIFs, which no longer exist, are dropped; its cost volume was concatenation
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_tools.atomic import write_json_atomic
-from data_tools.errors import UserError
+from common.atomic import write_json_atomic
+from common.errors import UserError
+from common.reading import read_json
 from models.cost_volume import COST_VOLUMES
 from models.topology import EDGES, NUM_EDGES, NUM_LEVELS, NUM_NODES, OPS, PAD_MULTIPLE, path_error
 
@@ -164,11 +164,5 @@ def _upgrade_version_1(payload: dict[str, Any]) -> dict[str, Any]:
 
 def load_architecture(path: Path | str) -> Architecture:
     """Read and validate an architecture file; every problem is a one-line UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: architecture file not found")
-    try:
-        payload = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    payload = read_json(path, "an architecture file", missing="architecture file not found")
     return architecture_from_dict(payload, str(path))

@@ -19,19 +19,35 @@ import contextlib
 import copy
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from data_tools.atomic import write_json_atomic
-from data_tools.errors import UserError
+from common.atomic import write_json_atomic
+from common.distributed import is_main_process, sum_over_ranks_, world_size
+from common.errors import UserError
 from models.neurons import ConvBNLIF, CurrentToSpikes, MultiStepLIF, unwrap_model
-from stereo.config import DGSConfig
+
+
+@dataclass
+class DGSConfig:
+    """Section ``dgs`` of the config (stereo/config.py): which layers, how often, and the b grid."""
+
+    enabled: bool = True
+    every_epochs: int = 5
+    max_batches: int = 200
+    layers: list[str] = field(default_factory=lambda: ["feature.stem.0"])
+    deltas: list[float] = field(default_factory=lambda: [-0.4, -0.2, 0.0, 0.2, 0.4])
+    alpha_init: float = 1e-3
+    alpha_lr: float = 0.01
+    candidate_lr: float = 1e-3
+    b_min: float = 1.0
+    b_max: float = 6.0
+
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -108,17 +124,10 @@ def swapped(parent: nn.Module, child: str, replacement: nn.Module) -> Iterator[N
         setattr(parent, child, original)
 
 
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def _average_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Mean over DDP ranks, in place (identity in a single process)."""
-    world = _world_size()
-    if world > 1:
-        for tensor in tensors:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-            tensor.div_(world)
+    for tensor in tensors:
+        sum_over_ranks_(tensor).div_(world_size())
     return tensors
 
 
@@ -198,7 +207,7 @@ class DGSScheduler:
         net = unwrap_model(model)
         searches = [self._start(net, name) for name in dict.fromkeys(cfg.layers)]
         saved_buffers = [(buf, buf.detach().clone()) for buf in net.buffers()]
-        show = _world_size() == 1 or dist.get_rank() == 0
+        show = is_main_process()
         used = 0
         try:
             with torch.enable_grad():  # the caller may hold no_grad; DGS needs its own gradients

@@ -12,7 +12,7 @@ from types import TracebackType
 import torch
 from torch import nn
 
-from data_tools.errors import UserError
+from common.errors import UserError
 from models.neurons import lif_modules, unwrap_model
 
 

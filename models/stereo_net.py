@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_tools.errors import UserError
+from common.errors import UserError
 from models.arch import Architecture
 from models.cost_volume import build_cost_volume, cost_volume_channels
 from models.neurons import V_THRESHOLD, MultiStepLIF, SequenceReLU, lif_modules
@@ -53,20 +53,22 @@ def threshold_scaled_batchnorm(model: nn.Module) -> None:
             nn.init.constant_(module.weight, V_THRESHOLD)
 
 
-class SpikingStereoNet(nn.Module):
-    def __init__(self, arch: Architecture, in_channels: int = 2, ann: bool = False) -> None:
+class StereoNet(nn.Module):
+    """The forward pass shared by the retrained network and the search supernet, around the feature and
+    matching nets it is given: padding, the cost volume, the cost head and the soft-argmin."""
+
+    def __init__(self, feature: TrellisNet, matching: TrellisNet, cost_volume: str, max_disparity_px: int,
+                 ann: bool, membrane_shortcuts: bool) -> None:
         super().__init__()
         self.ann = ann
-        self.max_disp = arch.max_disparity_px
-        self.num_disp = arch.max_disparity_px // LEVEL_DOWNSAMPLE[0]
-        self.cost_volume = arch.cost_volume
-        self.feature = build_trellis(arch.feature, 2, in_channels, ann, arch.membrane_shortcuts)
-        self.matching = build_trellis(arch.matching, 3, cost_volume_channels(arch.cost_volume, self.feature.out_channels),
-                                      ann, arch.membrane_shortcuts)
-        self.cost_head = nn.Conv3d(self.matching.out_channels, 1, 3, padding=1)
-        if arch.membrane_shortcuts and not ann:  # the residual recipe: shortcuts with threshold-scaled BN
+        self.max_disp = max_disparity_px
+        self.num_disp = max_disparity_px // LEVEL_DOWNSAMPLE[0]
+        self.cost_volume = cost_volume
+        self.feature = feature
+        self.matching = matching
+        self.cost_head = nn.Conv3d(matching.out_channels, 1, 3, padding=1)
+        if membrane_shortcuts and not ann:  # the residual recipe: shortcuts with threshold-scaled BN
             threshold_scaled_batchnorm(self)
-        apply_lif_b(self, arch.lif_b)
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """(B, T, C, H, W) left and right -> (B, H, W) disparity in pixels."""
@@ -86,6 +88,17 @@ class SpikingStereoNet(nn.Module):
         cost = self.cost_head(matched.mean(dim=0))
         cost = upsample_cost(cost, self.max_disp, x_seq.shape[-2], x_seq.shape[-1])
         return soft_argmin_disparity(cost)[:, :height, :width]
+
+
+class SpikingStereoNet(StereoNet):
+    """The retrained network of an architecture: its decoded paths and genotypes, its LIF b values."""
+
+    def __init__(self, arch: Architecture, in_channels: int = 2, ann: bool = False) -> None:
+        feature = build_trellis(arch.feature, 2, in_channels, ann, arch.membrane_shortcuts)
+        matching = build_trellis(arch.matching, 3, cost_volume_channels(arch.cost_volume, feature.out_channels),
+                                 ann, arch.membrane_shortcuts)
+        super().__init__(feature, matching, arch.cost_volume, arch.max_disparity_px, ann, arch.membrane_shortcuts)
+        apply_lif_b(self, arch.lif_b)
 
 
 def neuron_names(model: nn.Module) -> set[str]:

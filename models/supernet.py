@@ -1,8 +1,8 @@
 """The search supernet (SPEC §6): the stereo network with every cell op and every trellis move built.
 
-``SearchStereoNet`` is the retrained ``SpikingStereoNet`` with its feature and matching nets swapped for
-``SearchTrellis`` nets: the same ``TrellisNet`` built over the whole trellis table with all three ops on
-every edge, plus that net's own alpha (9 edges x 3 ops) and beta (layers x 4 levels x 3 moves). The
+``SearchStereoNet`` is the ``StereoNet`` forward of the retrained network composed with ``SearchTrellis``
+feature and matching nets: the same ``TrellisNet`` built over the whole trellis table with all three ops
+on every edge, plus that net's own alpha (9 edges x 3 ops) and beta (layers x 4 levels x 3 moves). The
 forward pass (padding, cost volume, head, soft-argmin) is the retrained network's, not a copy, and
 module names match, so a retrained network's state-dict keys are a subset of the supernet's.
 
@@ -22,12 +22,9 @@ from models.arch import DEFAULT_COST_VOLUME, Architecture, NetSpec
 from models.cost_volume import cost_volume_channels
 from models.decode import decode_genotype, move_probabilities, viterbi_path
 from models.neurons import lif_modules
-from models.stereo_net import SpikingStereoNet, neuron_names, threshold_scaled_batchnorm
+from models.stereo_net import SpikingStereoNet, StereoNet, neuron_names
 from models.topology import MOVES, NUM_EDGES, NUM_LEVELS, NUM_NODES, OPS
 from models.trellis import TrellisNet, all_edge_ops, genotype_op_mask, supernet_transitions
-
-# Placeholder cell of the template network SpikingStereoNet.__init__ builds before the swap.
-_TEMPLATE_GENOTYPE = [[0, 0], [1, 0], [2, 0], [3, 0], [5, 0], [6, 0]]
 
 
 class SearchTrellis(TrellisNet):
@@ -69,31 +66,23 @@ class SearchTrellis(TrellisNet):
         return super().forward(x_seq, op_weights=self.op_weights(), move_probs=self.move_probs())
 
 
-class SearchStereoNet(SpikingStereoNet):
-    """Supernet with SpikingStereoNet's forward; ``arch_parameters``/``weight_parameters`` split the two sets."""
+class SearchStereoNet(StereoNet):
+    """Supernet with the retrained network's forward; ``arch_parameters``/``weight_parameters`` split the two sets."""
 
     def __init__(self, in_channels: int = 2, num_bins: int = 5, max_disparity_px: int = 48,
                  feature_layers: int = 2, matching_layers: int = 4, filter_multiplier: int = 4,
                  steps: int = NUM_NODES, ann: bool = False, init_std: float = 1e-3,
                  cost_volume: str = DEFAULT_COST_VOLUME, membrane_shortcuts: bool = True) -> None:
-        template = Architecture(
-            feature=NetSpec([0] * feature_layers, _TEMPLATE_GENOTYPE, filter_multiplier, steps, steps),
-            matching=NetSpec([0] * matching_layers, _TEMPLATE_GENOTYPE, filter_multiplier, steps, steps),
-            num_bins=num_bins, max_disparity_px=max_disparity_px, cost_volume=cost_volume,
-            membrane_shortcuts=membrane_shortcuts,
-        )
-        super().__init__(template, in_channels, ann)
+        feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std,
+                                membrane_shortcuts)
+        matching = SearchTrellis(3, cost_volume_channels(cost_volume, feature.out_channels), filter_multiplier, steps,
+                                 matching_layers, ann, init_std, membrane_shortcuts)
+        super().__init__(feature, matching, cost_volume, max_disparity_px, ann, membrane_shortcuts)
         self.num_bins = num_bins
         self.in_channels = in_channels
         self.filter_multiplier = filter_multiplier
         self.steps = steps
         self.membrane_shortcuts = membrane_shortcuts
-        self.feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std,
-                                     membrane_shortcuts)
-        self.matching = SearchTrellis(3, cost_volume_channels(cost_volume, self.feature.out_channels), filter_multiplier, steps,
-                                      matching_layers, ann, init_std, membrane_shortcuts)
-        if membrane_shortcuts and not ann:
-            threshold_scaled_batchnorm(self)
 
     @classmethod
     def from_architecture(cls, arch: Architecture, in_channels: int = 2, ann: bool = False) -> SearchStereoNet:
@@ -130,15 +119,11 @@ class SearchStereoNet(SpikingStereoNet):
             specs[name] = NetSpec(path, genotype, fm, self.steps, self.steps)
         arch = Architecture(specs["feature"], specs["matching"], self.num_bins, self.max_disp, {}, source,
                             self.cost_volume, self.membrane_shortcuts)
-        # The retrained net's LIF names (a cheap fm = 1 build) are a subset of the supernet's.
-        names = neuron_names(SpikingStereoNet(_with_filter_multiplier(arch, 1), self.in_channels, self.ann))
+        # The retrained net's LIF names are a subset of the supernet's: read them off its module tree, built
+        # on the meta device (no memory, no initialisation work).
+        with torch.device("meta"):
+            names = neuron_names(SpikingStereoNet(arch, self.in_channels, self.ann))
         lifs = lif_modules(self)
         arch.lif_b = {name: round(float(lifs[name].b), 6) for name in sorted(names) if name in lifs}
         return arch
 
-
-def _with_filter_multiplier(arch: Architecture, fm: int) -> Architecture:
-    def resized(spec: NetSpec) -> NetSpec:
-        return NetSpec(spec.path, spec.genotype, fm, spec.block_multiplier, spec.steps)
-    return Architecture(resized(arch.feature), resized(arch.matching), arch.num_bins, arch.max_disparity_px,
-                        cost_volume=arch.cost_volume, membrane_shortcuts=arch.membrane_shortcuts)

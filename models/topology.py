@@ -30,6 +30,12 @@ MOVES = ("up", "same", "down")
 MOVE_DELTA = {"up": -1, "same": 0, "down": +1}
 
 
+def move_index(source_level: int, target_level: int) -> int:
+    """Index in MOVES of the move from ``source_level`` to ``target_level`` (one level at most)."""
+    delta = target_level - source_level
+    return next(m for m, name in enumerate(MOVES) if MOVE_DELTA[name] == delta)
+
+
 def edges_into(node: int) -> list[int]:
     """Edge indices that feed ``node``."""
     return [e for e, (target, _) in enumerate(EDGES) if target == node]

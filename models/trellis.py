@@ -23,7 +23,7 @@ from torch import nn
 from models.cells import Cell
 from models.neurons import ConvBNLIF
 from models.ops import resample_levels
-from models.topology import MOVE_DELTA, MOVES, NUM_EDGES, OPS, trellis
+from models.topology import NUM_EDGES, OPS, move_index, trellis
 
 Transition = tuple[int, int, int]  # (source level, move index, target level)
 
@@ -33,7 +33,7 @@ def path_transitions(path: list[int]) -> list[list[Transition]]:
     table = []
     for layer, level in enumerate(path):
         source = path[layer - 1] if layer else 0
-        move = MOVES.index({-1: "up", 0: "same", 1: "down"}[level - source])
+        move = move_index(source, level)
         table.append([(source, move, level)])
     return table
 
@@ -169,13 +169,9 @@ class TrellisNet(nn.Module):
         levels = [lvl for lvl in self._s0_sources(layer, source) if lvl in before]
         if move_probs is None:
             return {lvl: before[lvl] for lvl in levels}, None
-        probs = {lvl: move_probs[layer - 1, lvl, MOVES.index(_move_name(source - lvl))] for lvl in levels}
+        probs = {lvl: move_probs[layer - 1, lvl, move_index(lvl, source)] for lvl in levels}
         total = sum(probs.values())
         return {lvl: before[lvl] for lvl in levels}, {lvl: p / total for lvl, p in probs.items()}
-
-
-def _move_name(delta: int) -> str:
-    return next(name for name, d in MOVE_DELTA.items() if d == delta)
 
 
 def supernet_transitions(num_layers: int) -> list[list[Transition]]:

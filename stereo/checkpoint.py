@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_tools.atomic import atomic_path
-from data_tools.errors import UserError, user_error_from_os
+from common.atomic import atomic_path
+from common.errors import UserError, user_error_from_os
 from models.arch import architecture_from_dict
 from models.stereo_net import SpikingStereoNet, current_lif_b
 
@@ -116,9 +116,15 @@ def read_checkpoint_file(path: Path | str, device: torch.device | str = "cpu",
         raise UserError(f"{path}: not a readable checkpoint (damaged: {first})") from None
 
 
-def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Read a checkpoint of this project; a missing or foreign file is a one-line UserError."""
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu", search: bool = False) -> dict[str, Any]:
+    """Read a checkpoint of this project: a network's (best.pt, last.pt) or, with ``search``, a search's
+    (search_last.pt); a missing, foreign or wrong-kind file is a one-line UserError."""
     path = Path(path)
+    if search:
+        ckpt = read_checkpoint_file(path, device, missing_hint="start the search without --resume")
+        if not isinstance(ckpt, dict) or ckpt.get("kind") != "search":
+            raise UserError(f"{path}: not a search checkpoint (stereo/search.py writes search_last.pt)")
+        return ckpt
     ckpt = read_checkpoint_file(path, device)
     if not isinstance(ckpt, dict) or (missing := [k for k in REQUIRED_KEYS if k not in ckpt]):
         what = f"missing {', '.join(missing)}" if isinstance(ckpt, dict) else "not a dict"
@@ -126,9 +132,20 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dic
     return ckpt
 
 
-def load_model_from_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> tuple[SpikingStereoNet, dict[str, Any]]:
-    """The network of a checkpoint, on ``device`` in eval mode, and the checkpoint dict itself."""
+def load_model_from_checkpoint(path: Path | str, device: torch.device | str = "cpu", option: str = "",
+                               want_ann: bool | None = None) -> tuple[SpikingStereoNet, dict[str, Any]]:
+    """The network of a checkpoint, on ``device`` in eval mode, and the checkpoint dict itself.
+
+    ``option`` (e.g. ``--checkpoint``) prefixes the one-line errors; ``want_ann`` checks that the file
+    is (or is not) an ANN twin.
+    """
+    where = f"{option} {path}" if option else str(path)
+    if not Path(path).is_file():
+        raise UserError(f"{where}: checkpoint not found (train one with stereo/train.py{' --ann' if want_ann else ''})")
     ckpt = load_checkpoint(path, device)
+    if want_ann is not None and bool(ckpt["ann"]) != want_ann:
+        expected = "an ANN twin checkpoint (stereo/train.py --ann)" if want_ann else "a spiking (SNN) checkpoint"
+        raise UserError(f"{where}: expected {expected}, got {'an ANN twin' if ckpt['ann'] else 'an SNN'}")
     arch = architecture_from_dict(ckpt["architecture"], f"{path} (embedded architecture)")
     model = SpikingStereoNet(arch, in_channels=int(ckpt["in_channels"]), ann=bool(ckpt["ann"]))
     if (problem := state_mismatch(model.state_dict(), ckpt["model_state"])) is not None:

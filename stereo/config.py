@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from common.errors import UserError
 from data_tools.constants import DEFAULT_NUM_BINS, NETWORK_MAX_DISPARITY_PX
-from data_tools.errors import UserError
 from models.cost_volume import COST_VOLUMES
+from models.dgs import DGSConfig
+from stereo.runtime import resolve_device, seed_everything
 
 
 @dataclass
@@ -80,20 +83,6 @@ class SearchConfig:
     use_dgs: bool = False  # run DGS (section dgs) during the search as well as in retraining
     retrain_filter_multiplier: int = 8  # channel sizes written into architecture.json for retraining
     precise_bn_batches: int = 0  # before each validation, BN statistics from this many half-A batches (0 = off)
-
-
-@dataclass
-class DGSConfig:
-    enabled: bool = True
-    every_epochs: int = 5
-    max_batches: int = 200
-    layers: list[str] = field(default_factory=lambda: ["feature.stem.0"])
-    deltas: list[float] = field(default_factory=lambda: [-0.4, -0.2, 0.0, 0.2, 0.4])
-    alpha_init: float = 1e-3
-    alpha_lr: float = 0.01
-    candidate_lr: float = 1e-3
-    b_min: float = 1.0
-    b_max: float = 6.0
 
 
 @dataclass
@@ -244,3 +233,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_config: Path |
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+
+
+def start_cli(args: argparse.Namespace) -> tuple[Config, torch.device]:
+    """The start-up every entry script shares, after parsing: load the config (``--config``, ``--set``),
+    pick the device (``--device``) and seed everything (``--seed``)."""
+    cfg = load_config(args.config, args.overrides)
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    return cfg, device

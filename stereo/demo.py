@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from data_tools import paths
+from common import paths
 
 STEPS: list[tuple[str, list[str], list[Path]]] = [
     ("prepare the synthetic recording", ["data_tools/prepare_mvsec.py"],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from common.distributed import sum_over_ranks_
 from stereo.runtime import resolve_device
 
 
@@ -47,10 +48,7 @@ def init_distributed(device_name: str = "auto") -> DistContext:
 
 def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     """Sum a tensor over ranks (identity in a single process)."""
-    if ctx.enabled:
-        values = values.clone()
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
+    return sum_over_ranks_(values.clone()) if ctx.enabled else values
 
 
 def barrier(ctx: DistContext) -> None:

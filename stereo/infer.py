@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_tools import paths
-from data_tools.atomic import remove_stale_temporaries, temporary_name
+from common import paths
+from common.atomic import remove_stale_temporaries, temporary_name
+from common.errors import UserError, run_cli
 from data_tools.constants import (
     FOCAL_BASELINE_PX_M,
     MAX_DISPARITY_IN_DATA_PX,
@@ -37,12 +38,10 @@ from data_tools.constants import (
     WINDOW_MS,
     disparity_to_depth,
 )
-from data_tools.errors import UserError, run_cli
 from data_tools.mvsec import find_sequence_files, read_synthetic_manifest
 from data_tools.raw_windows import count_raw_windows, iter_raw_windows
-from eval.runner import load_network
-from stereo.config import add_config_arguments
-from stereo.runtime import resolve_device, seed_everything
+from stereo.checkpoint import load_model_from_checkpoint
+from stereo.config import add_config_arguments, start_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -153,16 +152,15 @@ class DisparityWriter:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
+    _, device = start_cli(args)
     root = args.mvsec_root
     sequence = args.sequence or default_sequence(root)
     if args.max_windows < 0:
         raise UserError(f"--max-windows {args.max_windows}: expected 0 (all) or a positive number")
-    model, ckpt = load_network(args.checkpoint, device, "--checkpoint")
+    model, ckpt = load_model_from_checkpoint(args.checkpoint, device, "--checkpoint")
     num_bins, encoding = int(ckpt["num_bins"]), ckpt["encoding"]
     fb = focal_baseline(root, sequence)
-    total = count_raw_windows(root, sequence, args.rate_hz, args.window_ms, num_bins, encoding)
+    total = count_raw_windows(root, sequence, args.rate_hz, args.window_ms)
     if args.max_windows:
         total = min(total, args.max_windows)
     if total == 0:

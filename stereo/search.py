@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_tools.errors import run_cli
-from data_tools.paths import DEFAULT_PREPARED_DIR, DEFAULT_SEARCH_DIR
-from stereo.config import add_config_arguments, load_config
+from common.errors import run_cli
+from common.paths import DEFAULT_PREPARED_DIR, DEFAULT_SEARCH_DIR
+from eval.search_plots import plot_search
+from stereo.config import add_config_arguments, start_cli
 from stereo.distributed import init_distributed, shutdown
 from stereo.searching import run_search
 from stereo.training import open_datasets
@@ -36,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
+    cfg, _ = start_cli(args)  # the device of each process comes from torchrun's environment
     ctx = init_distributed(args.device)
     try:
         train_set, val_set = open_datasets(args.data, cfg, args.seed)
-        run_search(cfg, train_set, val_set, args.out, ctx, resume=args.resume, seed=args.seed)
+        run_search(cfg, train_set, val_set, args.out, ctx, resume=args.resume, seed=args.seed, draw=plot_search)
     finally:
         shutdown(ctx)
     return 0

@@ -1,57 +1,43 @@
 """The SpikeDHS search loop (SPEC §5-§7): first-order alternating optimisation of a supernet.
 
 Read top to bottom: split the training examples into halves A (weights) and B (architecture);
-build the supernet; SGD with momentum and cosine decay for the weights, Adam for alpha/beta. Per
-step: a weight step on a batch of A, then (from ``search.arch_start_epoch`` on) an architecture step on
-a batch of B; each step clears both gradient sets and steps one optimiser only, so architecture
-parameters change only in architecture steps and weights only in weight steps (BN running statistics
-follow every training-mode forward, as in DARTS). Optional DGS (``search.use_dgs`` with section
-``dgs``) and firing-rate penalty (``search.rate_penalty``). Per epoch: optionally precise BN statistics
-(``search.precise_bn_batches``), validation MDE/1PA of the weighted supernet, the decoded architecture (``architecture.json``, retraining channel sizes), the
-alpha/beta/b history (``search_history.json``), the pictures, and ``search_last.pt`` with everything
-``--resume`` needs to continue exactly. Under torchrun every rank searches its shard (DDP all-reduces
-alpha/beta with the weights, since they are module parameters); rank 0 writes.
+build the supernet; SGD with momentum and cosine decay for the weights, Adam for alpha/beta; then the
+shared epoch loop (stereo/loop.py) with this per-step work: a weight step on a batch of A, then (from
+``search.arch_start_epoch`` on) an architecture step on a batch of B. Each step clears both gradient
+sets and steps one optimiser only, so architecture parameters change only in architecture steps and
+weights only in weight steps (BN running statistics follow every training-mode forward, as in DARTS).
+Optional DGS (``search.use_dgs`` with section ``dgs``) and firing-rate penalty
+(``search.rate_penalty``). After each epoch's validation of the weighted supernet: the decoded
+architecture (``architecture.json``, retraining channel sizes), the alpha/beta/b history
+(``search_history.json``), the pictures (through the caller's ``draw``) and ``search_last.pt`` with
+everything ``--resume`` needs to continue exactly. Under torchrun every rank searches its shard (DDP
+all-reduces alpha/beta with the weights, since they are module parameters); rank 0 writes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
-from data_tools.atomic import write_json_atomic
-from data_tools.errors import UserError
+from common.atomic import write_json_atomic
+from common.errors import UserError
+from common.paths import ARCHITECTURE_NAME, DGS_HISTORY_NAME, SEARCH_CHECKPOINT_NAME, SEARCH_HISTORY_NAME
 from models.dgs import DGSScheduler
 from models.neurons import lif_modules
 from models.supernet import SearchStereoNet
 from models.topology import NUM_NODES, PAD_MULTIPLE
-from stereo.checkpoint import read_checkpoint_file, rng_state, save_checkpoint, set_rng_state, state_mismatch
+from stereo.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, state_mismatch
 from stereo.config import Config, config_to_dict
-from stereo.distributed import DistContext, all_reduce_sum
+from stereo.distributed import DistContext
+from stereo.loop import EpochLoop, EpochResult, make_loaders, run_epochs
+from stereo.losses import LossFn, batch_loss
 from stereo.runtime import seed_everything
-from stereo.training import (
-    dgs_batches,
-    dgs_loss,
-    make_loaders,
-    recalibrate_batchnorm,
-    to_device,
-    training_loss,
-    validate,
-)
-
-ARCHITECTURE_NAME = "architecture.json"
-HISTORY_NAME = "search_history.json"
-CHECKPOINT_NAME = "search_last.pt"
-LossFn = Callable[[nn.Module, dict[str, Any]], torch.Tensor]
 
 
 def split_halves(num_examples: int) -> tuple[range, range]:
@@ -105,13 +91,6 @@ def build_supernet(cfg: Config, in_channels: int, num_bins: int) -> SearchStereo
                            cost_volume=s.cost_volume, membrane_shortcuts=s.membrane_shortcuts)
 
 
-def search_config(cfg: Config) -> Config:
-    """The config the shared training helpers see: the search's batch size, rate penalty and layers."""
-    train = dataclasses.replace(cfg.train, batch_size=cfg.search.batch_size, rate_penalty=cfg.search.rate_penalty,
-                                rate_layers=list(cfg.search.rate_layers))
-    return dataclasses.replace(cfg, train=train)
-
-
 def snapshot(net: SearchStereoNet, retrain_fm: int) -> dict[str, Any]:
     """alpha/beta as probabilities, the decoded nets, and every LIF's b (for the history and the pictures)."""
     arch = net.decode(retrain_fm)
@@ -124,16 +103,21 @@ def snapshot(net: SearchStereoNet, retrain_fm: int) -> dict[str, Any]:
 
 
 def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path, ctx: DistContext,
-               resume: bool = False, seed: int = 0) -> tuple[SearchStereoNet, list[dict[str, Any]]]:
-    """Search, validate, decode and checkpoint into ``out_dir``; returns this rank's supernet and the history."""
+               resume: bool = False, seed: int = 0,
+               draw: Callable[[list[dict[str, Any]], Path], None] | None = None) -> tuple[SearchStereoNet, list[dict[str, Any]]]:
+    """Search, validate, decode and checkpoint into ``out_dir``; returns this rank's supernet and the history.
+
+    ``draw(history, out_dir)``, when given, redraws the pictures after every epoch (the CLI passes
+    eval.search_plots.plot_search: the loop itself stays below the evaluation layer).
+    """
     out_dir = Path(out_dir)
-    show, device, s = ctx.is_main, ctx.device, cfg.search
+    s = cfg.search
     if len(train_set) < 2:
         raise UserError(f"the search needs at least 2 training examples (halves A and B), the dataset has {len(train_set)}")
-    ckpt = _load_resume(out_dir / CHECKPOINT_NAME) if resume else None
+    ckpt = load_checkpoint(out_dir / SEARCH_CHECKPOINT_NAME, search=True) if resume else None
 
     seed_everything(seed)
-    net = build_supernet(cfg, int(train_set.in_channels), int(train_set.num_bins)).to(device)
+    net = build_supernet(cfg, int(train_set.in_channels), int(train_set.num_bins)).to(ctx.device)
     weights, arch = net.weight_parameters(), net.arch_parameters()
     w_opt = torch.optim.SGD(weights, lr=s.weight_lr, momentum=s.weight_momentum, weight_decay=s.weight_decay)
     w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=s.epochs, eta_min=s.weight_lr_min)
@@ -142,101 +126,84 @@ def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path,
     start_epoch, history = 0, []
     if ckpt is not None:
         if (problem := state_mismatch(net.state_dict(), ckpt["model_state"])) is not None:
-            raise UserError(f"{out_dir / CHECKPOINT_NAME}: the supernet differs from this config's ({problem}); "
+            raise UserError(f"{out_dir / SEARCH_CHECKPOINT_NAME}: the supernet differs from this config's ({problem}); "
                             f"resume with the config it was started with")
         net.load_state_dict(ckpt["model_state"])
         w_opt.load_state_dict(ckpt["weight_optimizer"])
         w_sched.load_state_dict(ckpt["weight_scheduler"])
         a_opt.load_state_dict(ckpt["arch_optimizer"])
         set_rng_state(ckpt["rng"])
-        _set_crop_rng_state(train_set, ckpt.get("crop_rng"))
         if dgs is not None:
             dgs.history = list(ckpt.get("dgs_history", []))
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-    model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else net
+    model = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
+        if ctx.enabled else net
 
     half_a, half_b = split_halves(len(train_set))
-    scfg = search_config(cfg)
-    sampler_a, loader_a, val_loader = make_loaders(Subset(train_set, half_a), val_set, scfg, ctx, seed)
-    sampler_b, loader_b, _ = make_loaders(Subset(train_set, half_b), val_set, scfg, ctx, seed + 1)
+    loaders = {"batch_size": s.batch_size, "val_batch_size": cfg.eval.batch_size, "num_workers": cfg.data.num_workers}
+    sampler_a, loader_a, val_loader = make_loaders(Subset(train_set, half_a), val_set, ctx=ctx, seed=seed, **loaders)
+    sampler_b, loader_b, _ = make_loaders(Subset(train_set, half_b), val_set, ctx=ctx, seed=seed + 1, **loaders)
+    loss_fn = batch_loss(ctx.device, s.rate_penalty, s.rate_layers)
+    batches_b: dict[int, Iterator[dict[str, Any]]] = {}  # one cycle of half B per epoch
 
-    def loss_fn(m: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        return training_loss(m, net, to_device(batch, device), scfg, ann=False)
+    def step(batch_a: dict[str, Any], epoch: int) -> dict[str, float]:
+        losses = {"w_loss": weight_step(model, weights, arch, w_opt, batch_a, loss_fn, s.grad_clip)}
+        if epoch >= s.arch_start_epoch:
+            batch_b = next(batches_b.setdefault(epoch, _cycle(loader_b)))
+            losses["a_loss"] = arch_step(model, weights, arch, a_opt, batch_b, loss_fn)
+        return losses
 
-    if show:
-        print(f"searching: {sum(p.numel() for p in weights):,} weights, {sum(p.numel() for p in arch)} architecture "
-              f"parameters, halves of {len(half_a)} / {len(half_b)} examples, {len(val_set)} val, epochs "
-              f"{start_epoch + 1}..{s.epochs} (architecture steps from epoch {s.arch_start_epoch + 1}), "
-              f"{ctx.world_size} process(es) on {device}, writing {out_dir}")
-    if not history and show:
-        history.append({"epoch": 0, **snapshot(net, s.retrain_filter_multiplier)})
-    for epoch in range(start_epoch, s.epochs):
-        started = time.perf_counter()
-        sampler_a.set_epoch(epoch)
-        sampler_b.set_epoch(epoch)
-        net.train()  # before DGS too: validation left the net in eval mode
-        if dgs is not None and dgs.should_run(epoch):
-            dgs.run(net, dgs_batches(loader_a, cfg.dgs.max_batches), dgs_loss(device), epoch)
-        searching_arch = epoch >= s.arch_start_epoch
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # weight loss, steps, arch loss, steps
-        batches_b = _cycle(loader_b)
-        bar = tqdm(loader_a, desc=f"search epoch {epoch + 1}/{s.epochs}", leave=False, disable=not show)
-        for batch_a in bar:
-            sums[0] += weight_step(model, weights, arch, w_opt, batch_a, loss_fn, s.grad_clip)
-            sums[1] += 1
-            if searching_arch:
-                sums[2] += arch_step(model, weights, arch, a_opt, next(batches_b), loss_fn)
-                sums[3] += 1
-            bar.set_postfix(w_loss=f"{float(sums[0] / sums[1]):.3f}",
-                            a_loss=f"{float(sums[2] / sums[3]):.3f}" if sums[3] else "-")
-        lr = w_opt.param_groups[0]["lr"]
-        w_sched.step()
-        sums = all_reduce_sum(sums, ctx)
-        if s.precise_bn_batches > 0:
-            recalibrate_batchnorm(net, loader_a, s.precise_bn_batches, ctx)
-        val = validate(net, val_loader, float(getattr(val_set, "focal_baseline_px_m", 1.0)), ctx, False, show)
+    def end_epoch(result: EpochResult) -> None:
+        batches_b.clear()
         if not ctx.is_main:
-            continue
-        entry = {"epoch": epoch + 1, "weight_lr": lr, "weight_loss": float(sums[0] / max(float(sums[1]), 1.0)),
-                 "arch_loss": float(sums[2] / sums[3]) if sums[3] else None, "val_mde_px": val["mde_px"],
+            return
+        val = result.val
+        entry = {"epoch": result.epoch, "weight_lr": result.lr, "weight_loss": result.losses["w_loss"],
+                 "arch_loss": result.losses.get("a_loss"), "val_mde_px": val["mde_px"],
                  "val_1pa": val["1pa"], "val_images": val["images"],
                  "mean_rate": sum(val["rates"].values()) / len(val["rates"]) if val["rates"] else 0.0,
-                 "epoch_time_s": time.perf_counter() - started, **snapshot(net, s.retrain_filter_multiplier)}
+                 "epoch_time_s": result.seconds, **snapshot(net, s.retrain_filter_multiplier)}
         history.append(entry)
         _write_outputs(out_dir, net, cfg, history, seed)
-        save_checkpoint(out_dir / CHECKPOINT_NAME, {
+        if draw is not None:
+            draw(history, out_dir)
+        save_checkpoint(out_dir / SEARCH_CHECKPOINT_NAME, {
             "kind": "search", "model_state": net.state_dict(), "weight_optimizer": w_opt.state_dict(),
             "weight_scheduler": w_sched.state_dict(), "arch_optimizer": a_opt.state_dict(), "rng": rng_state(),
-            "crop_rng": _crop_rng_state(train_set), "epoch": epoch + 1, "history": history, "config": config_to_dict(cfg),
+            "epoch": result.epoch, "history": history, "config": config_to_dict(cfg),
             "in_channels": int(train_set.in_channels), "num_bins": int(train_set.num_bins),
             "dgs_history": dgs.history if dgs is not None else [],
         })
         if dgs is not None:
-            dgs.save_history(out_dir / "dgs_history.json")
+            dgs.save_history(out_dir / DGS_HISTORY_NAME)
         arch_note = "" if entry["arch_loss"] is None else f", arch loss {entry['arch_loss']:.4f}"
-        print(f"search epoch {epoch + 1}/{s.epochs}: weight loss {entry['weight_loss']:.4f}{arch_note}, "
+        print(f"search epoch {result.epoch}/{s.epochs}: weight loss {entry['weight_loss']:.4f}{arch_note}, "
               f"val MDE {val['mde_px']:.3f} px, 1PA {val['1pa']:.1f} %, feature path {entry['feature']['path']}, "
-              f"matching path {entry['matching']['path']}, {entry['epoch_time_s']:.0f} s")
+              f"matching path {entry['matching']['path']}, {result.seconds:.0f} s")
+
+    if ctx.is_main:
+        print(f"searching: {sum(p.numel() for p in weights):,} weights, {sum(p.numel() for p in arch)} architecture "
+              f"parameters, halves of {len(half_a)} / {len(half_b)} examples, {len(val_set)} val, epochs "
+              f"{start_epoch + 1}..{s.epochs} (architecture steps from epoch {s.arch_start_epoch + 1}), "
+              f"{ctx.world_size} process(es) on {ctx.device}, writing {out_dir}")
+        if not history:
+            history.append({"epoch": 0, **snapshot(net, s.retrain_filter_multiplier)})
+    loop = EpochLoop(raw=net, step=step, end_epoch=end_epoch, train_loader=loader_a, val_loader=val_loader,
+                     samplers=[sampler_a, sampler_b], crop_dataset=train_set, schedulers=[w_sched], epochs=s.epochs,
+                     focal_baseline_px_m=float(getattr(val_set, "focal_baseline_px_m", 1.0)), dgs=dgs,
+                     dgs_max_batches=cfg.dgs.max_batches, precise_bn_batches=s.precise_bn_batches,
+                     desc="search epoch")
+    run_epochs(loop, start_epoch, ctx)
     return net, history
 
 
 def _write_outputs(out_dir: Path, net: SearchStereoNet, cfg: Config, history: list[dict[str, Any]], seed: int) -> None:
-    """architecture.json (retraining channel sizes), the history JSON and the pictures."""
-    from eval.search_plots import plot_search
-
+    """architecture.json (retraining channel sizes) and the history JSON."""
     epoch = history[-1]["epoch"]
     arch = net.decode(cfg.search.retrain_filter_multiplier,
                       source=f"stereo/search.py, epoch {epoch}/{cfg.search.epochs}, seed {seed}")
     arch.save(out_dir / ARCHITECTURE_NAME)
-    write_json_atomic(out_dir / HISTORY_NAME, {"config": config_to_dict(cfg), "epochs": history})
-    plot_search(history, out_dir)
-
-
-def _load_resume(path: Path) -> dict[str, Any]:
-    ckpt = read_checkpoint_file(path, missing_hint="start the search without --resume")
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "search":
-        raise UserError(f"--resume: {path} is not a search checkpoint")
-    return ckpt
+    write_json_atomic(out_dir / SEARCH_HISTORY_NAME, {"config": config_to_dict(cfg), "epochs": history})
 
 
 def _cycle(loader: DataLoader) -> Iterator[dict[str, Any]]:
@@ -248,17 +215,3 @@ def _cycle(loader: DataLoader) -> Iterator[dict[str, Any]]:
             yield batch
         if not yielded:
             raise UserError("half B of the training examples yields no batch")
-
-
-
-def _crop_rng_state(dataset: Dataset) -> dict[str, Any] | None:
-    """The random-crop stream of a StereoEventDataset (its own generator, outside the global RNGs)."""
-    rng = getattr(dataset, "_rng", None)
-    return None if rng is None else rng.bit_generator.state
-
-
-def _set_crop_rng_state(dataset: Dataset, state: dict[str, Any] | None) -> None:
-    if state is not None and hasattr(dataset, "_rng"):
-        dataset._rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
-        dataset._rng.bit_generator.state = state
-        dataset._rng_worker = -1

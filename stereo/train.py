@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_tools.errors import run_cli
-from data_tools.paths import (
+from common.errors import run_cli
+from common.paths import (
     DEFAULT_PREPARED_DIR,
     DEFAULT_TRAIN_ANN_DIR,
     DEFAULT_TRAIN_DIR,
     default_architecture,
 )
 from models.arch import load_architecture
-from stereo.config import add_config_arguments, load_config
+from stereo.config import add_config_arguments, start_cli
 from stereo.distributed import init_distributed, shutdown
 from stereo.training import diagnose, open_datasets, train
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
+    cfg, _ = start_cli(args)  # the device of each process comes from torchrun's environment
     out_dir = args.out or (DEFAULT_TRAIN_ANN_DIR if args.ann else DEFAULT_TRAIN_DIR)
     arch = load_architecture(args.arch or default_architecture())
     ctx = init_distributed(args.device)

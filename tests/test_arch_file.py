@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from data_tools.errors import UserError
-from data_tools.paths import SHIPPED_ARCHITECTURE
+from common.errors import UserError
+from common.paths import SHIPPED_ARCHITECTURE
 from models.arch import ARCH_VERSION, architecture_from_dict, load_architecture
 from models.cost_volume import correlation_cost_volume
 from models.stereo_net import SpikingStereoNet

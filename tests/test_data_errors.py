@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from test_data_fixtures import W, simple_recording
 
+from common.errors import UserError
 from data_tools.dataset import StereoEventDataset
-from data_tools.errors import UserError
 from data_tools.raw_windows import iter_raw_windows
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_tools.errors import UserError
+from common.errors import UserError
 from data_tools.events import seconds_to_us
 from data_tools.voxel import ENCODING_CHANNELS, bin_indices, voxelize
 

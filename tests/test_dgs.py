@@ -15,10 +15,9 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import models.dgs as dgs
-from data_tools.errors import UserError
-from models.dgs import DGSScheduler, MixedConvBNLIF, make_candidates, sync_candidates
+from common.errors import UserError
+from models.dgs import DGSConfig, DGSScheduler, MixedConvBNLIF, make_candidates, sync_candidates
 from models.neurons import ConvBNLIF
-from stereo.config import DGSConfig
 
 STEPS = 4
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 from eval_toys import make_checkpoint, make_recording
 
+from common.errors import UserError
+from common.metrics import aggregate, image_metrics
 from data_tools.dataset import StereoEventDataset
-from data_tools.errors import UserError
 from eval import disparity, energy
-from eval.metrics import aggregate, image_metrics
 from eval.plots import PANEL_SIZE_PX
 from eval.results_table import main as results_table_main
 from stereo.checkpoint import load_model_from_checkpoint

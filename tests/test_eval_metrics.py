@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.metrics import aggregate, group_aggregate, image_metrics
+from common.metrics import aggregate, group_aggregate, image_metrics
 
 FB = 20.0  # f*B in px*m: disparity 10 px <-> 2 m
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from eval_toys import make_checkpoint, make_recording
 
+from common.errors import UserError
 from data_tools.constants import FOCAL_BASELINE_PX_M, disparity_to_depth
-from data_tools.errors import UserError
 from data_tools.raw_windows import count_raw_windows, iter_raw_windows
 from stereo import infer
 from stereo.checkpoint import load_model_from_checkpoint
@@ -31,7 +31,7 @@ def test_one_disparity_map_per_window(recording, tmp_path, capsys):
                        "--device", "cpu"]) == 0
     assert "windows/s" in capsys.readouterr().out
     sequence = "synthetic_flying1"  # the synthetic recording's evaluation sequence, the default
-    expected = count_raw_windows(raw, sequence, num_bins=2)
+    expected = count_raw_windows(raw, sequence)
     with h5py.File(out / f"{sequence}_disparity.hdf5", "r") as h5:
         disp, depth, t_us, t_s = (h5[k][:] for k in ("disparity_px", "depth_m", "t_us", "t_s"))
         assert h5.attrs["sequence"] == sequence

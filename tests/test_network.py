@@ -7,7 +7,7 @@ import torch
 from stereo_toys import calibrate_batchnorm, toy_architecture, toy_pair
 from torch import nn
 
-from data_tools.errors import UserError
+from common.errors import UserError
 from models.cost_volume import concat_cost_volume
 from models.neurons import ConvBN, SequenceReLU, lif_multistep
 from models.ops import resample_current, resample_levels

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from data_tools.errors import UserError
+from common.errors import UserError
 from models.firing import FiringRateRecorder
 from models.neurons import ConvBNLIF, MultiStepLIF
 

@@ -8,8 +8,8 @@ import open3d as o3d
 import pytest
 from eval_toys import make_checkpoint, make_recording
 
+from common.errors import UserError
 from data_tools.constants import CX_PX, CY_PX, FOCAL_BASELINE_PX_M, FOCAL_PX, disparity_to_depth
-from data_tools.errors import UserError
 from eval import pointcloud
 from eval.cloud import back_project, colours, write_ply
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from data_tools.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
-from data_tools.errors import UserError, run_cli
+from common.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
+from common.errors import UserError, run_cli
 from stereo import checkpoint
 from stereo.config import load_config
 

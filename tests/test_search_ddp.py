@@ -9,8 +9,9 @@ import torch.multiprocessing as mp
 from stereo_toys import ToyStereoDataset, free_port, join_test_group
 from test_search_loop import tiny_config
 
+from common.paths import SEARCH_CHECKPOINT_NAME as CHECKPOINT_NAME
 from stereo.distributed import shutdown
-from stereo.searching import CHECKPOINT_NAME, run_search
+from stereo.searching import run_search
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:

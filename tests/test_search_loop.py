@@ -9,13 +9,15 @@ import torch
 from stereo_toys import ToyStereoDataset, toy_pair
 
 import stereo.searching as searching
-from data_tools.errors import UserError
+from common.errors import UserError
+from eval.search_plots import plot_search
 from models.arch import load_architecture
 from models.supernet import SearchStereoNet
 from stereo.config import Config
 from stereo.distributed import DistContext
+from stereo.losses import disparity_loss
 from stereo.searching import arch_step, run_search, weight_step
-from stereo.training import disparity_loss, train
+from stereo.training import train
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 
@@ -82,7 +84,8 @@ def test_an_architecture_step_lowers_the_architecture_loss_on_its_batch():
 
 def _search(tmp_path, name: str, epochs: int = 2, resume: bool = False, seed: int = 3) -> list[dict]:
     train_set, val_set = ToyStereoDataset(4, 24, 48, seed=10), ToyStereoDataset(1, 24, 48, seed=50)
-    return run_search(tiny_config(epochs), train_set, val_set, tmp_path / name, CPU, resume=resume, seed=seed)
+    return run_search(tiny_config(epochs), train_set, val_set, tmp_path / name, CPU, resume=resume, seed=seed,
+                      draw=plot_search)
 
 
 def test_short_search_writes_an_architecture_that_training_loads(tmp_path):

@@ -10,13 +10,14 @@ import torch
 from stereo_toys import ToyStereoDataset, toy_architecture, toy_config
 from torch.utils.data import DataLoader
 
-from data_tools.errors import UserError
+from common.errors import UserError
 from models.arch import Architecture
 from models.neurons import MultiStepLIF
 from models.stereo_net import SpikingStereoNet, pad_to_multiple
 from stereo.checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
 from stereo.distributed import DistContext
-from stereo.training import recalibrate_batchnorm, train
+from stereo.training import train
+from stereo.validation import recalibrate_batchnorm
 
 CPU = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from data_tools.errors import UserError
-from data_tools.paths import SHIPPED_ARCHITECTURE
+from common.errors import UserError
+from common.paths import SHIPPED_ARCHITECTURE
 from stereo.train import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "stereo/train.py", "--arch", str(tmp_path / "arch.json"),
                              "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and "arch.json: not valid JSON" in result.stderr
+    assert result.stderr.startswith("error: ") and "arch.json: not an architecture file (not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

@@ -18,9 +18,17 @@ DEFAULT_ENERGY_DIR = Path("runs/energy")
 DEFAULT_POINTCLOUD_DIR = Path("runs/pointcloud")
 DEFAULT_INFER_DIR = Path("runs/infer")
 SHIPPED_ARCHITECTURE = Path(__file__).resolve().parent.parent / "configs" / "arch" / "spikedhs_mvsec.json"
-SEARCHED_ARCHITECTURE = DEFAULT_SEARCH_DIR / "architecture.json"
+# Output names inside a run folder, one place for every loop and reader.
 BEST_CHECKPOINT_NAME = "best.pt"
 LAST_CHECKPOINT_NAME = "last.pt"
+SEARCH_CHECKPOINT_NAME = "search_last.pt"
+ARCHITECTURE_NAME = "architecture.json"
+SEARCH_HISTORY_NAME = "search_history.json"
+DGS_HISTORY_NAME = "dgs_history.json"
+METRICS_CSV_NAME = "metrics.csv"
+CURVE_CSV_NAME = "curve.csv"
+TENSORBOARD_DIR_NAME = "tensorboard"
+SEARCHED_ARCHITECTURE = DEFAULT_SEARCH_DIR / ARCHITECTURE_NAME
 
 
 def default_architecture() -> Path:

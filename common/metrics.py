@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from data_tools.constants import DEPTH_EPS
-
+# Small constant of the published depth conversion (SPEC §8): depth = f*B / (disparity + DEPTH_EPS).
+DEPTH_EPS = 1e-7
 PIXEL_THRESHOLDS = (1, 2, 3)
 METRIC_KEYS = ("mde_px", "1pa", "2pa", "3pa", "rmse_px", "mean_depth_err_cm", "median_depth_err_cm")
 
