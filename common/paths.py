@@ -17,7 +17,12 @@ DEFAULT_EVAL_DIR = Path("runs/eval")
 DEFAULT_ENERGY_DIR = Path("runs/energy")
 DEFAULT_POINTCLOUD_DIR = Path("runs/pointcloud")
 DEFAULT_INFER_DIR = Path("runs/infer")
-SHIPPED_ARCHITECTURE = Path(__file__).resolve().parent.parent / "configs" / "arch" / "spikedhs_mvsec.json"
+DEFAULT_EVAL_PRETRAINED_DIR = Path("runs/eval_pretrained")
+REPOSITORY = Path(__file__).resolve().parent.parent
+SHIPPED_ARCHITECTURE = REPOSITORY / "configs" / "arch" / "spikedhs_mvsec.json"
+# The pretrained checkpoints of the synthetic benchmark (weights/README.md is their model card).
+PRETRAINED_SNN = REPOSITORY / "weights" / "snn_synthetic_bench.pt"
+PRETRAINED_ANN = REPOSITORY / "weights" / "ann_synthetic_bench.pt"
 # Output names inside a run folder, one place for every loop and reader.
 BEST_CHECKPOINT_NAME = "best.pt"
 LAST_CHECKPOINT_NAME = "last.pt"

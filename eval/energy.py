@@ -6,7 +6,9 @@
 
 Counts synaptic operations (spike-fed layers) and MACs (layers fed non-binary values) on real
 examples with spikingjelly's op_counter, BN folded; energy = SOPs x E_AC + MACs x E_MAC (config
-section ``energy``). Writes energy_layers.csv, energy.json, energy_bars.png and accuracy_energy.png
+section ``energy``). Beside it, the memory model of eval/memory_energy.py (Lemaire et al. 2022: ops,
+address computations and SRAM traffic of weights, membranes and spikes; docs/energy_models.md), both
+with their ANN/SNN ratio. Writes energy_layers.csv, energy.json, energy_bars.png and accuracy_energy.png
 (MDE against mJ for the SNN, any --extra-checkpoints, e.g. models trained with other firing-rate
 penalties, the ANN twin, and SGBM as a line: it has no energy model here).
 """
@@ -33,6 +35,7 @@ from eval.energy_report import (
     write_rows_csv,
 )
 from eval.evaluate import SGBMMethod, evaluate, network_predictor
+from eval.memory_energy import constants, format_models_table, lemaire_config, lemaire_energy, ratio
 from eval.opcount import count_operations
 from eval.plots import TradeoffPoint, accuracy_energy, energy_bars
 from eval.runner import check_input_format, open_split
@@ -44,7 +47,8 @@ DEFAULT_METRICS = paths.DEFAULT_EVAL_DIR / "metrics.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Energy per inference (SOPs x E_AC + MACs x E_MAC), per layer.")
+    parser = argparse.ArgumentParser(description="Energy per inference: SOPs x E_AC + MACs x E_MAC per layer, "
+                                                 "and with memory traffic (Lemaire 2022).")
     parser.add_argument("--checkpoint", type=Path, default=paths.DEFAULT_TRAIN_DIR / paths.BEST_CHECKPOINT_NAME)
     parser.add_argument("--ann-checkpoint", type=Path, default=None,
                         help=f"ANN twin checkpoint (default: {DEFAULT_ANN} when it exists)")
@@ -62,16 +66,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure(path: Path, device: torch.device, data: Path, split: str, num_examples: int, cfg: Config,
-            option: str, want_ann: bool) -> tuple[list[dict[str, Any]], dict[str, Any], tuple[int, int]]:
-    """Per-layer energy rows of one checkpoint over the first ``num_examples`` examples of the split."""
+def measure(path: Path, device: torch.device, data: Path, split: str, num_examples: int, cfg: Config, option: str,
+            want_ann: bool) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], tuple[int, int]]:
+    """Per-layer energy rows (SOP model) and memory-model totals of one checkpoint over the first
+    ``num_examples`` examples of the split."""
     model, ckpt = load_model_from_checkpoint(path, device, option, want_ann=want_ann)
     dataset = open_split(data, split, int(ckpt["num_bins"]), ckpt["encoding"], num_examples)
     check_input_format(dataset, ckpt, path)
-    inputs = ((item["left"][None].to(device), item["right"][None].to(device))
-              for item in (dataset[i] for i in tqdm(range(len(dataset)), desc=f"count {path.name}", unit="example")))
-    counts = count_operations(model, inputs, dense_macs=want_ann)
-    return energy_rows(counts, cfg.energy.e_ac_pj, cfg.energy.e_mac_pj), ckpt, (dataset.height, dataset.width)
+    inputs = [(item["left"][None].to(device), item["right"][None].to(device))
+              for item in (dataset[i] for i in range(len(dataset)))]
+    counts = count_operations(model, tqdm(inputs, desc=f"count {path.name}", unit="example"), dense_macs=want_ann)
+    steps = 1 if want_ann else int(ckpt["num_bins"])  # the twin runs once on the input summed over time
+    memory = lemaire_energy(model, tqdm(inputs, desc=f"memory model {path.name}", unit="example"), steps, cfg.energy,
+                            counts)
+    return energy_rows(counts, cfg.energy.e_ac_pj, cfg.energy.e_mac_pj), memory, ckpt, (dataset.height, dataset.width)
 
 
 def spike_rate(rows: list[dict[str, Any]]) -> float | None:
@@ -145,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None and not path.is_file():  # fail before minutes of counting, not after
             raise UserError(f"{option} {path}: checkpoint not found")
     metrics = None if args.no_tradeoff else read_metrics(args.metrics)  # every input checked before any output
+    lemaire_config(cfg.energy)  # the memory model's constants too
 
-    snn_rows, snn_ckpt, (height, width) = measure(args.checkpoint, device, args.data, args.split, num_examples, cfg,
-                                                  "--checkpoint", want_ann=False)
+    snn_rows, snn_memory, snn_ckpt, (height, width) = measure(args.checkpoint, device, args.data, args.split,
+                                                              num_examples, cfg, "--checkpoint", want_ann=False)
     snn_total = totals(snn_rows)
     print(format_table(snn_rows, f"SNN {args.checkpoint} (per inference at {height}x{width}, both views)"))
     summary: dict[str, Any] = {
@@ -155,35 +164,46 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split, "resolution": [height, width], "paper_energy_mj": PAPER_ENERGY_MJ, "paper_ratio": PAPER_RATIO,
         "snn": {"checkpoint": str(args.checkpoint), "layers": snn_rows, "total": snn_total,
                 "mean_input_spike_rate": spike_rate(snn_rows)},
+        "memory_model": {"model": "Lemaire et al. 2022 (spikingjelly LemaireEnergyProfiler), docs/energy_models.md",
+                         "constants": constants(cfg.energy), "snn": snn_memory},
     }
     measured = [(args.checkpoint, snn_ckpt, snn_total["energy_mj"])]
+    sop_mj, memory_mj = {"snn": snn_total["energy_mj"]}, {"snn": snn_memory}  # the two models, by network
     ann_rows = None
     if ann_path is not None:
-        ann_rows, ann_ckpt, _ = measure(ann_path, device, args.data, args.split, num_examples, cfg,
-                                        "--ann-checkpoint", want_ann=True)
+        ann_rows, ann_memory, ann_ckpt, _ = measure(ann_path, device, args.data, args.split, num_examples, cfg,
+                                                    "--ann-checkpoint", want_ann=True)
         ann_total = totals(ann_rows)
         print("\n" + format_table(ann_rows, f"ANN twin {ann_path}"))
         summary["ann"] = {"checkpoint": str(ann_path), "layers": ann_rows, "total": ann_total}
-        summary["ann_over_snn"] = ann_total["energy_mj"] / snn_total["energy_mj"] if snn_total["energy_mj"] else None
+        summary["ann_over_snn"] = ratio(ann_total["energy_mj"], snn_total["energy_mj"])
+        summary["memory_model"]["ann"] = ann_memory
+        summary["memory_model"]["ann_over_snn"] = ratio(ann_memory["energy_mj"], snn_memory["energy_mj"])
+        sop_mj["ann"], memory_mj["ann"] = ann_total["energy_mj"], ann_memory
         measured.append((ann_path, ann_ckpt, ann_total["energy_mj"]))
     else:
         print(f"\nno ANN twin checkpoint ({DEFAULT_ANN} not found, no --ann-checkpoint): SNN only")
 
+    print("\n" + format_models_table(sop_mj, memory_mj, cfg.energy))
     rate = summary["snn"]["mean_input_spike_rate"]
     print(f"\nSNN: {snn_total['energy_mj']:.4f} mJ per inference at {height}x{width} "
           f"({snn_total['synops']:.4g} SOPs, {snn_total['macs']:.4g} MACs"
           f"{'' if rate is None else f', SOP-weighted input spike rate {100 * rate:.1f}%'}); paper: {PAPER_ENERGY_MJ} mJ")
     if ann_rows is not None:
-        ratio = summary["ann_over_snn"]
+        sop_ratio, memory_ratio = summary["ann_over_snn"], summary["memory_model"]["ann_over_snn"]
         print(f"ANN twin: {summary['ann']['total']['energy_mj']:.4f} mJ; ANN/SNN = "
-              f"{'n/a' if ratio is None else f'{ratio:.1f}x'} (paper: {PAPER_RATIO:g}x)")
+              f"{'n/a' if sop_ratio is None else f'{sop_ratio:.1f}x'} (paper: {PAPER_RATIO:g}x)")
+        print(f"memory model: SNN {snn_memory['energy_mj']:.4f} mJ, ANN twin {ann_memory['energy_mj']:.4f} mJ; "
+              f"ANN/SNN = {'n/a' if memory_ratio is None else f'{memory_ratio:.2f}x'}")
 
     for path in args.extra_checkpoints:
-        rows, ckpt, _ = measure(path, device, args.data, args.split, num_examples, cfg, "--extra-checkpoints", want_ann=False)
+        rows, memory, ckpt, _ = measure(path, device, args.data, args.split, num_examples, cfg, "--extra-checkpoints",
+                                        want_ann=False)
         summary.setdefault("extra", []).append({"checkpoint": str(path), "total": totals(rows),
-                                                "mean_input_spike_rate": spike_rate(rows)})
+                                                "mean_input_spike_rate": spike_rate(rows), "memory_model": memory})
         measured.append((path, ckpt, totals(rows)["energy_mj"]))
-        print(f"{model_label(ckpt, path)} ({path}): {totals(rows)['energy_mj']:.4f} mJ")
+        print(f"{model_label(ckpt, path)} ({path}): {totals(rows)['energy_mj']:.4f} mJ "
+              f"(memory model {memory['energy_mj']:.4f} mJ)")
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_rows_csv(args.out / "energy_layers.csv", {"snn": snn_rows, **({"ann": ann_rows} if ann_rows else {})})

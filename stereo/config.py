@@ -97,10 +97,22 @@ class EvalConfig:
 
 @dataclass
 class EnergyConfig:
+    # SOP model (eval/energy_report.py): SOPs x e_ac_pj + MACs x e_mac_pj (45 nm, 32-bit float, Horowitz).
     e_ac_pj: float = 0.9
     e_mac_pj: float = 4.6
     num_examples: int = 8
     tradeoff_examples: int = 0  # examples for the MDE of the accuracy-energy picture (0 = whole split)
+    # Memory model (eval/memory_energy.py: Lemaire et al. 2022 through spikingjelly; docs/energy_models.md),
+    # spikingjelly's defaults. A 32-bit integer add and multiply (a MAC costs both), and the energy per byte
+    # of an on-chip SRAM access by the size of the buffer accessed: linear from 0 pJ at 0 B through these
+    # three sizes (10, 20, 100 pJ per 32-bit access), flat above 1 MiB. mem_fifo_elements: the spike FIFO
+    # (32-bit events) each layer reads its input spikes from and writes its output spikes to.
+    mem_e_add_pj: float = 0.1
+    mem_e_mul_pj: float = 3.1
+    mem_sram_8kib_pj_per_byte: float = 2.5
+    mem_sram_32kib_pj_per_byte: float = 5.0
+    mem_sram_1mib_pj_per_byte: float = 25.0
+    mem_fifo_elements: int = 1000
 
 
 @dataclass
@@ -152,6 +164,8 @@ _MINIMUM: dict[str, int | float] = {
     "dgs.every_epochs": 1, "dgs.max_batches": 1,
     "eval.batch_size": 1, "eval.max_examples": 0, "eval.sgbm_tune_examples": 0, "eval.viz_examples": 0,
     "energy.num_examples": 1, "energy.tradeoff_examples": 0, "energy.e_ac_pj": 0.0, "energy.e_mac_pj": 0.0,
+    "energy.mem_e_add_pj": 0.0, "energy.mem_e_mul_pj": 0.0, "energy.mem_sram_8kib_pj_per_byte": 0.0,
+    "energy.mem_sram_32kib_pj_per_byte": 0.0, "energy.mem_sram_1mib_pj_per_byte": 0.0, "energy.mem_fifo_elements": 1,
 }
 _POSITIVE = {"train.lr", "search.weight_lr", "search.arch_lr", "dgs.alpha_lr", "dgs.candidate_lr"}
 _CHOICES = {"data.encoding": ("binary", "count", "signed"), "eval.mask": ("dense", "events", "both"),

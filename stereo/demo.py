@@ -1,8 +1,11 @@
 """`make demo`: the whole job on the synthetic recording, each step through its own entry script.
 
-prepare -> short search -> retrain the found architecture and its ANN twin -> evaluate with pictures
-and baselines -> energy report -> point cloud. Every step is the command a user would type, run with
-the defaults that chain the pipeline; the demo configs keep it to minutes on 2 CPU cores.
+prepare -> short search -> retrain the found architecture and its ANN twin -> evaluate them with
+pictures and baselines; then the pretrained weights of the synthetic benchmark (weights/) on the same
+test frames, the energy report and the point cloud of the pretrained SNN. The demo's own runs are a
+few steps long: they show the chain works, the pretrained ones what the networks learn. Every step is
+the command a user would type, run with the defaults that chain the pipeline; the demo configs keep
+it to minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ import time
 from pathlib import Path
 
 from common import paths
+from common.paths import PRETRAINED_ANN, PRETRAINED_SNN, REPOSITORY
+
+# As a user types them: every step runs in the repository root.
+PRETRAINED_SNN_ARG = str(PRETRAINED_SNN.relative_to(REPOSITORY))
+PRETRAINED_ANN_ARG = str(PRETRAINED_ANN.relative_to(REPOSITORY))
 
 STEPS: list[tuple[str, list[str], list[Path]]] = [
     ("prepare the synthetic recording", ["data_tools/prepare_mvsec.py"],
@@ -27,8 +35,17 @@ STEPS: list[tuple[str, list[str], list[Path]]] = [
     ("evaluate disparity and depth (with pictures and baselines)",
      ["eval/disparity.py", "--viz", "--baselines", "sgbm,ann", "--config", "configs/demo.yaml"],
      [paths.DEFAULT_EVAL_DIR]),
-    ("energy report", ["eval/energy.py", "--config", "configs/demo.yaml"], [paths.DEFAULT_ENERGY_DIR]),
-    ("point cloud", ["eval/pointcloud.py", "--index", "0"], [paths.DEFAULT_POINTCLOUD_DIR]),
+    ("evaluate the pretrained SNN and twin (weights/, same test frames)",
+     ["eval/disparity.py", "--viz", "--baselines", "sgbm,ann", "--config", "configs/demo.yaml",
+      "--checkpoint", PRETRAINED_SNN_ARG, "--ann-checkpoint", PRETRAINED_ANN_ARG,
+      "--out", str(paths.DEFAULT_EVAL_PRETRAINED_DIR)],
+     [paths.DEFAULT_EVAL_PRETRAINED_DIR]),
+    ("energy report (pretrained SNN against its twin)",
+     ["eval/energy.py", "--config", "configs/demo.yaml", "--checkpoint", str(PRETRAINED_SNN),
+      "--ann-checkpoint", str(PRETRAINED_ANN), "--metrics", str(paths.DEFAULT_EVAL_PRETRAINED_DIR / "metrics.json")],
+     [paths.DEFAULT_ENERGY_DIR]),
+    ("point cloud (pretrained SNN)", ["eval/pointcloud.py", "--index", "0", "--checkpoint", PRETRAINED_SNN_ARG],
+     [paths.DEFAULT_POINTCLOUD_DIR]),
 ]
 
 

@@ -84,6 +84,13 @@ def test_energy_cli_tables_and_tradeoff(setup, tmp_path):
         assert report[net]["total"]["energy_mj"] == pytest.approx(expected)
     assert report["ann"]["total"]["synops"] == 0
     assert report["ann_over_snn"] == pytest.approx(report["ann"]["total"]["energy_mj"] / report["snn"]["total"]["energy_mj"])
+    memory = report["memory_model"]  # the second model (eval/memory_energy.py): both totals and their ratio
+    assert memory["constants"]["e_add_pj"] == 0.1 and memory["constants"]["sram_pj_per_byte"]["1MiB"] == 25.0
+    for net in ("snn", "ann"):
+        parts = ("ops_mj", "addressing_mj", "inout_mj", "params_mj", "potential_mj", "module_less_mj")
+        assert memory[net]["energy_mj"] == pytest.approx(sum(memory[net][p] for p in parts)) and memory[net]["energy_mj"] > 0
+    assert memory["ann"]["potential_mj"] == 0 < memory["snn"]["potential_mj"]
+    assert memory["ann_over_snn"] == pytest.approx(memory["ann"]["energy_mj"] / memory["snn"]["energy_mj"])
     assert {p["kind"] for p in report["tradeoff"]} == {"snn", "ann", "sgbm"}
     rows = list(csv.DictReader((out / "energy_layers.csv").open()))
     assert {r["network"] for r in rows} == {"snn", "ann"}
@@ -121,6 +128,9 @@ def test_bad_inputs_are_one_line_user_errors(setup, tmp_path):
          "input channels"),
         (energy.main, ["--checkpoint", ann, "--data", data], "expected a spiking"),
         (energy.main, ["--checkpoint", snn, "--data", data, "--ann-checkpoint", str(tmp_path / "no.pt")], "no.pt"),
+        (energy.main, ["--checkpoint", snn, "--data", data, "--set", "energy.mem_sram_1mib_pj_per_byte=-1"],
+         "must be at least 0"),
+        (energy.main, ["--checkpoint", snn, "--data", data, "--set", "energy.mem_e_add_pj=.inf"], "memory model"),
         (energy.main, ["--checkpoint", snn, "--data", data, "--metrics", str(_write(tmp_path / "bad.json", "{")),
                        "--num-examples", "1"], "bad.json: not a readable metrics.json"),
         (energy.main, ["--checkpoint", snn, "--data", data, "--metrics", str(_write(tmp_path / "list.json", "[1, 2]")),
