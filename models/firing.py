@@ -2,7 +2,9 @@
 
 A layer's rate is the fraction of its outputs that are spikes, over all recorded calls (spikes
 summed, divided by outputs counted). ``penalty()`` keeps the graph: the mean over the recorded
-layers of their rates, differentiable through the Dspike surrogate, for loss + lambda_rate * rate.
+layers of their rates, differentiable through the Dspike surrogate, for loss + lambda_rate * rate;
+with targets, the mean of each layer's excess over its own target rate (``max(0, rate - target)``),
+so that a user steers layers towards rates instead of pushing every one towards silence.
 """
 
 from __future__ import annotations
@@ -62,8 +64,18 @@ class FiringRateRecorder:
         """Mean spike rate per recorded layer (layers that never ran are left out)."""
         return {name: float(self._sums[name].detach()) / self._counts[name] for name in self._sums}
 
-    def penalty(self) -> torch.Tensor:
-        """Differentiable mean rate over the recorded layers; a zero tensor if nothing was recorded."""
+    def penalty(self, targets: dict[str, float] | None = None, default_target: float = 0.0) -> torch.Tensor:
+        """Differentiable mean over the recorded layers of ``max(0, rate - target)``; a zero tensor if
+        nothing was recorded. A layer's target is that of the longest prefix of ``targets`` naming it,
+        else ``default_target`` (0: the plain mean rate)."""
         if not self._sums:
             return torch.zeros((), device=self._device)
-        return torch.stack([self._sums[n] / self._counts[n] for n in self._sums]).mean()
+        excess = [torch.relu(self._sums[n] / self._counts[n] - target_rate(n, targets or {}, default_target))
+                  for n in self._sums]
+        return torch.stack(excess).mean()
+
+
+def target_rate(name: str, targets: dict[str, float], default: float) -> float:
+    """The target of the longest module-name prefix in ``targets`` that names ``name`` (whole components)."""
+    matching = [prefix for prefix in targets if _matches(name, [prefix])]
+    return targets[max(matching, key=len)] if matching else default

@@ -21,6 +21,7 @@ from common.errors import UserError
 from data_tools.constants import DEFAULT_NUM_BINS, NETWORK_MAX_DISPARITY_PX
 from models.cost_volume import COST_VOLUMES
 from models.dgs import DGSConfig
+from stereo.losses import RatePenalty
 from stereo.runtime import resolve_device, seed_everything
 
 
@@ -45,6 +46,15 @@ class TrainConfig:
     lr_gamma: float = 0.5
     rate_penalty: float = 0.0  # lambda_rate * mean firing rate of the chosen LIF layers (SPEC §7)
     rate_layers: list[str] = field(default_factory=lambda: ["feature", "matching"])  # module-name prefixes
+    # The penalty's schedule (stereo.losses.RatePenalty): off before optimiser step rate_start_step
+    # (e.g. until the network has left the plateau), then ramped linearly to rate_penalty over
+    # rate_ramp_steps steps (0 = at once). Each layer is penalised only above its target rate:
+    # rate_layer_targets entries "prefix=rate" (longest module-name prefix wins, e.g.
+    # ["feature.stem=0.15", "matching=0.05"]), every other layer above rate_target (0 = the plain mean).
+    rate_start_step: int = 0
+    rate_ramp_steps: int = 0
+    rate_target: float = 0.0
+    rate_layer_targets: list[str] = field(default_factory=list)
     grad_clip: float = 0.0
     log_every: int = 10
     # Learning curves: also validate every this many optimiser steps (0 = at epoch ends only), each
@@ -157,7 +167,7 @@ _MINIMUM: dict[str, int | float] = {
     "data.max_train_examples": 0, "data.max_val_examples": 0,
     "train.epochs": 1, "train.batch_size": 1, "train.lr_gamma": 0.0, "train.rate_penalty": 0.0,
     "train.grad_clip": 0.0, "train.log_every": 1, "train.precise_bn_batches": 0, "train.val_every_steps": 0,
-    "train.weight_decay": 0.0,
+    "train.weight_decay": 0.0, "train.rate_start_step": 0, "train.rate_ramp_steps": 0, "train.rate_target": 0.0,
     "search.epochs": 1, "search.batch_size": 1, "search.feature_layers": 1, "search.matching_layers": 1,
     "search.filter_multiplier": 1, "search.rate_penalty": 0.0, "search.grad_clip": 0.0,
     "search.arch_start_epoch": 0, "search.precise_bn_batches": 0, "search.retrain_filter_multiplier": 1,
@@ -172,7 +182,32 @@ _CHOICES = {"data.encoding": ("binary", "count", "signed"), "eval.mask": ("dense
             "search.cost_volume": COST_VOLUMES}
 
 
+def parse_layer_targets(items: list[Any], where: str) -> tuple[tuple[str, float], ...]:
+    """``["prefix=rate", ...]`` -> ((prefix, rate), ...), each rate in [0, 1]."""
+    parsed = []
+    for item in items:
+        prefix, _, rate = str(item).partition("=")
+        try:
+            value = float(rate)
+        except ValueError:
+            value = -1.0
+        if not prefix or not 0.0 <= value <= 1.0:
+            raise UserError(f"{where}: expected entries 'module.prefix=rate' with a rate in [0, 1], got {item!r}")
+        parsed.append((prefix, value))
+    return tuple(parsed)
+
+
+def rate_penalty_of(train: TrainConfig) -> RatePenalty:
+    """The retraining's firing-rate term and its schedule (section train)."""
+    return RatePenalty(train.rate_penalty, tuple(train.rate_layers), train.rate_start_step, train.rate_ramp_steps,
+                       train.rate_target, parse_layer_targets(train.rate_layer_targets, "train.rate_layer_targets"))
+
+
 def _check_range(dotted: str, value: Any, where: str) -> None:
+    if dotted == "train.rate_layer_targets":
+        parse_layer_targets(value, where)
+    if dotted == "train.rate_target" and value > 1.0:
+        raise UserError(f"{where}: a firing rate is at most 1, got {value!r}")
     if dotted in _MINIMUM and value < _MINIMUM[dotted]:
         raise UserError(f"{where}: must be at least {_MINIMUM[dotted]}, got {value!r}")
     if dotted in _POSITIVE and not value > 0:

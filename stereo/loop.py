@@ -29,7 +29,7 @@ from stereo.losses import batch_loss
 from stereo.runtime import to_device
 from stereo.validation import recalibrate_batchnorm, validate
 
-StepFn = Callable[[dict[str, Any], int], dict[str, float]]
+StepFn = Callable[[dict[str, Any], int, int], dict[str, float]]  # (batch, epoch, optimiser step index)
 
 
 def make_loaders(train_set: Dataset, val_set: Dataset, batch_size: int, val_batch_size: int, num_workers: int,
@@ -66,8 +66,9 @@ class EpochResult:
 
 @dataclass
 class EpochLoop:
-    """Everything the loop needs; ``step(batch, epoch)`` does one step's work on a batch already on
-    the device and returns its named losses (the first is the one the learning curve follows)."""
+    """Everything the loop needs; ``step(batch, epoch, index)`` does one step's work on a batch already
+    on the device (``index``: 0-based optimiser steps before it, over the whole run) and returns its
+    named losses (the first is the one the learning curve follows)."""
 
     raw: nn.Module
     step: StepFn
@@ -92,6 +93,7 @@ class EpochLoop:
 def run_epochs(loop: EpochLoop, start_epoch: int, ctx: DistContext) -> None:
     """Epochs ``start_epoch`` .. ``loop.epochs - 1`` (0-based) of the shared skeleton."""
     show, device = ctx.is_main, ctx.device
+    index = start_epoch * len(loop.train_loader)
     for epoch in range(start_epoch, loop.epochs):
         started = time.perf_counter()
         for sampler in loop.samplers:
@@ -105,7 +107,8 @@ def run_epochs(loop: EpochLoop, start_epoch: int, ctx: DistContext) -> None:
         bar = tqdm(loop.train_loader, desc=f"{loop.desc} {epoch + 1}/{loop.epochs}", leave=False, disable=not show)
         for steps, batch in enumerate(bar, start=1):
             step_started = time.perf_counter()
-            losses = loop.step(to_device(batch, device), epoch)
+            losses = loop.step(to_device(batch, device), epoch, index)
+            index += 1
             for name, value in losses.items():
                 total = sums.setdefault(name, [0.0, 0.0])
                 total[0], total[1] = total[0] + value, total[1] + 1

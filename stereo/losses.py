@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,22 +25,49 @@ def disparity_loss(pred_disp_px: torch.Tensor, batch: dict[str, torch.Tensor]) -
     return F.smooth_l1_loss(pred_disp_px[valid], batch["disp_px"][valid])
 
 
-def training_loss(model: nn.Module, raw: nn.Module, batch: dict[str, torch.Tensor], rate_penalty: float = 0.0,
-                  rate_layers: list[str] | None = None) -> torch.Tensor:
-    """Disparity loss of ``model`` (maybe DDP-wrapped) plus ``rate_penalty`` x the mean firing rate of the
-    LIF layers of ``raw`` under the ``rate_layers`` name prefixes (0 = no penalty, as for the ANN twin)."""
-    recorder = FiringRateRecorder(raw, rate_layers or []) if rate_penalty > 0 else contextlib.nullcontext()
+@dataclass(frozen=True)
+class RatePenalty:
+    """The firing-rate term: ``weight_at(step)`` x the mean excess rate over the layers under ``layers``.
+
+    The schedule (section train: rate_penalty, rate_start_step, rate_ramp_steps): off before optimiser
+    step ``start_step`` (0-based), then ``weight`` x min(1, (step - start_step + 1) / ramp_steps), i.e. a
+    linear ramp over ``ramp_steps`` steps (0 = at once). Targets: each layer is penalised only above
+    its target rate (``layer_targets`` by module-name prefix, longest prefix wins, else ``target``).
+    """
+
+    weight: float = 0.0
+    layers: tuple[str, ...] = ("feature", "matching")
+    start_step: int = 0
+    ramp_steps: int = 0
+    target: float = 0.0
+    layer_targets: tuple[tuple[str, float], ...] = ()
+
+    def weight_at(self, step: int) -> float:
+        if self.weight <= 0 or step < self.start_step:
+            return 0.0
+        if self.ramp_steps <= 0:
+            return self.weight
+        return self.weight * min(1.0, (step - self.start_step + 1) / self.ramp_steps)
+
+
+def training_loss(model: nn.Module, raw: nn.Module, batch: dict[str, torch.Tensor], rate: RatePenalty | None = None,
+                  step: int = 0) -> torch.Tensor:
+    """Disparity loss of ``model`` (maybe DDP-wrapped) plus the firing-rate term of the LIF layers of
+    ``raw`` at optimiser step ``step`` (none without ``rate``, as for the ANN twin)."""
+    weight = rate.weight_at(step) if rate is not None else 0.0
+    recorder = FiringRateRecorder(raw, list(rate.layers)) if weight > 0 else contextlib.nullcontext()
     with recorder as rec:
         loss = disparity_loss(model(batch["left"], batch["right"]), batch)
-        if rate_penalty > 0:
-            loss = loss + rate_penalty * rec.penalty()
+        if weight > 0:
+            loss = loss + weight * rec.penalty(dict(rate.layer_targets), rate.target)
     return loss
 
 
-def batch_loss(device: torch.device, rate_penalty: float = 0.0, rate_layers: list[str] | None = None) -> LossFn:
+def batch_loss(device: torch.device, rate: RatePenalty | None = None) -> LossFn:
     """loss_fn(model, batch) for DGS and the search steps: ``training_loss`` of a batch moved to ``device``
-    (the rates are those of the model passed in, which DGS may have swapped layers of)."""
+    with a constant rate weight (the rates are those of the model passed in, which DGS may have swapped
+    layers of)."""
     def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-        return training_loss(model, raw, to_device(batch, device), rate_penalty, rate_layers)
+        return training_loss(model, raw, to_device(batch, device), rate)
     return loss_fn

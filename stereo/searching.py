@@ -36,7 +36,7 @@ from stereo.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_r
 from stereo.config import Config, config_to_dict
 from stereo.distributed import DistContext
 from stereo.loop import EpochLoop, EpochResult, make_loaders, run_epochs
-from stereo.losses import LossFn, batch_loss
+from stereo.losses import LossFn, RatePenalty, batch_loss
 from stereo.runtime import seed_everything
 
 
@@ -143,10 +143,10 @@ def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path,
     loaders = {"batch_size": s.batch_size, "val_batch_size": cfg.eval.batch_size, "num_workers": cfg.data.num_workers}
     sampler_a, loader_a, val_loader = make_loaders(Subset(train_set, half_a), val_set, ctx=ctx, seed=seed, **loaders)
     sampler_b, loader_b, _ = make_loaders(Subset(train_set, half_b), val_set, ctx=ctx, seed=seed + 1, **loaders)
-    loss_fn = batch_loss(ctx.device, s.rate_penalty, s.rate_layers)
+    loss_fn = batch_loss(ctx.device, RatePenalty(s.rate_penalty, tuple(s.rate_layers)))
     batches_b: dict[int, Iterator[dict[str, Any]]] = {}  # one cycle of half B per epoch
 
-    def step(batch_a: dict[str, Any], epoch: int) -> dict[str, float]:
+    def step(batch_a: dict[str, Any], epoch: int, index: int) -> dict[str, float]:
         losses = {"w_loss": weight_step(model, weights, arch, w_opt, batch_a, loss_fn, s.grad_clip)}
         if epoch >= s.arch_start_epoch:
             batch_b = next(batches_b.setdefault(epoch, _cycle(loader_b)))

@@ -34,7 +34,7 @@ from models.health import health_report, layer_health
 from models.stereo_net import SpikingStereoNet, current_lif_b
 from models.topology import PAD_MULTIPLE
 from stereo.checkpoint import load_checkpoint, model_payload, rng_state, save_checkpoint, set_rng_state
-from stereo.config import Config, config_to_dict
+from stereo.config import Config, config_to_dict, rate_penalty_of
 from stereo.distributed import DistContext
 from stereo.loop import (
     EpochLoop,
@@ -111,10 +111,10 @@ def train(
         if ctx.enabled else raw
     sampler, train_loader, val_loader = make_loaders(train_set, val_set, t.batch_size, cfg.eval.batch_size,
                                                      cfg.data.num_workers, ctx, seed)
-    rate_penalty = 0.0 if ann else t.rate_penalty
+    rate = None if ann else rate_penalty_of(t)
 
-    def step(batch: dict[str, Any], epoch: int) -> dict[str, float]:
-        loss = training_loss(model, raw, batch, rate_penalty, t.rate_layers)
+    def step(batch: dict[str, Any], epoch: int, index: int) -> dict[str, float]:
+        loss = training_loss(model, raw, batch, rate, index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip > 0:
