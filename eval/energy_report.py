@@ -7,8 +7,8 @@ from pathlib import Path
 
 from common.atomic import atomic_path
 from eval.opcount import OpCounts
+from models.synops import PJ_TO_MJ
 
-PJ_TO_MJ = 1e-9
 PAPER_ENERGY_MJ = 6.7
 PAPER_RATIO = 26.0
 CSV_FIELDS = ("name", "kind", "input_rate", "synops", "macs", "energy_mj")

@@ -40,6 +40,7 @@ from torch import nn
 
 from models.neurons import DEFAULT_B, ConvBNLIF, make_activation
 from models.ops import make_op, resample_current, resample_levels
+from models.synops import conv_synops
 from models.topology import EDGES, NUM_NODES, OP_INITIAL_B, OPS, edges_into, level_channels
 
 
@@ -91,18 +92,25 @@ class Cell(nn.Module):
         return carried if carried.shape[2] == self.channels else None
 
     def preprocess(self, s0_by_level: dict[int, torch.Tensor], s1: torch.Tensor,
-                   s0_weights: dict[int, torch.Tensor | float], currents: dict[str, dict[int, torch.Tensor]]
-                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(spikes, current) of pre0 (weighted sum over the s0 levels given) and of pre1."""
+                   s0_weights: dict[int, torch.Tensor | float], currents: dict[str, dict[int, torch.Tensor]],
+                   synops: list[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(spikes, current) of pre0 (weighted sum over the s0 levels given) and of pre1; with ``synops``,
+        also append their weighted synaptic operations."""
         spikes0 = current0 = None
         for lvl, s0 in s0_by_level.items():
             carried = self._carried(currents.get("s0", {}).get(lvl), lvl)
-            spikes, current = self.pre0[str(lvl)].forward_current(resample_levels(s0, lvl, self.level), carried)
+            resampled = resample_levels(s0, lvl, self.level)
+            spikes, current = self.pre0[str(lvl)].forward_current(resampled, carried)
             w = s0_weights[lvl]
             spikes0 = w * spikes if spikes0 is None else spikes0 + w * spikes
             current0 = w * current if current0 is None else current0 + w * current
+            if synops is not None:
+                synops.append(w * conv_synops(resampled, self.pre0[str(lvl)].conv))
         carried = self._carried(currents.get("s1", {}).get(self.s1_level), self.s1_level)
-        return [(spikes0, current0), self.pre1.forward_current(resample_levels(s1, self.s1_level, self.level), carried)]
+        resampled = resample_levels(s1, self.s1_level, self.level)
+        if synops is not None:
+            synops.append(conv_synops(resampled, self.pre1.conv))
+        return [(spikes0, current0), self.pre1.forward_current(resampled, carried)]
 
     def forward(
         self,
@@ -111,15 +119,18 @@ class Cell(nn.Module):
         s0_weights: dict[int, torch.Tensor | float] | None = None,
         op_weights: torch.Tensor | None = None,
         currents: dict[str, dict[int, torch.Tensor]] | None = None,
+        synops: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(T, B, C, *spatial) sequences in; (T, B, 3C, *spatial) spikes and the mean node current out.
 
         ``op_weights`` is (9, 3) over (edge, op); None means weight 1 for every built op. ``currents``
         ({"s0": {level: current}, "s1": {level: current}}) are the producer cells' mean node currents,
-        used by the membrane shortcuts.
+        used by the membrane shortcuts. ``synops``, when given, receives the synaptic operations of the
+        cell's convs on the spikes of this forward, each weighted by its op (or s0) weight, so that
+        their sum is differentiable in alpha (and beta, through the s0 weights).
         """
         s0_weights = s0_weights or {lvl: 1.0 for lvl in s0_by_level}
-        states = self.preprocess(s0_by_level, s1, s0_weights, currents or {})
+        states = self.preprocess(s0_by_level, s1, s0_weights, currents or {}, synops)
         for node in range(NUM_NODES):
             current = None
             for edge in edges_into(node):
@@ -127,7 +138,10 @@ class Cell(nn.Module):
                 source_spikes, source_current = states[EDGES[edge][1]]
                 for name, op in ops.items():
                     out = self._edge_current(name, op, source_spikes, source_current)
-                    out = out if op_weights is None else op_weights[edge, OPS.index(name)] * out
+                    weight = 1.0 if op_weights is None else op_weights[edge, OPS.index(name)]
+                    out = out if op_weights is None else weight * out
+                    if synops is not None and name in OP_INITIAL_B:  # a conv op (skip costs nothing)
+                        synops.append(weight * conv_synops(source_spikes, op.conv))
                     current = out if current is None else current + out
             if current is None:
                 raise ValueError(f"node {node} has no incoming op")

@@ -38,6 +38,8 @@ class SearchTrellis(TrellisNet):
         self.alpha = nn.Parameter(init_std * torch.randn(NUM_EDGES, len(OPS)))
         self.beta = nn.Parameter(init_std * torch.randn(num_layers, NUM_LEVELS, len(MOVES)))
         self.discrete: NetSpec | None = None
+        self.record_synops = False  # set by SearchStereoNet.record_synops for the search's energy term
+        self.expected_synops: torch.Tensor | None = None
 
     def op_weights(self) -> torch.Tensor:
         """softmax(alpha) over the ops of each edge (9 x 3)."""
@@ -60,10 +62,14 @@ class SearchTrellis(TrellisNet):
         return viterbi_path(self.move_probs()), decode_genotype(self.op_weights())
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        synops: list[torch.Tensor] | None = [] if self.record_synops else None
         if self.discrete is not None:
             mask = genotype_op_mask(self.discrete.genotype).to(x_seq.device, x_seq.dtype)
-            return super().forward(x_seq, op_weights=mask, path=self.discrete.path)
-        return super().forward(x_seq, op_weights=self.op_weights(), move_probs=self.move_probs())
+            out = super().forward(x_seq, op_weights=mask, path=self.discrete.path, synops=synops)
+        else:
+            out = super().forward(x_seq, op_weights=self.op_weights(), move_probs=self.move_probs(), synops=synops)
+        self.expected_synops = torch.stack(synops).sum() if synops else None
+        return out
 
 
 class SearchStereoNet(StereoNet):
@@ -99,6 +105,18 @@ class SearchStereoNet(StereoNet):
         """Discrete mode on ``arch``'s paths and genotypes, or back to the weighted supernet (None)."""
         self.feature.set_discrete(arch.feature if arch else None)
         self.matching.set_discrete(arch.matching if arch else None)
+
+    def record_synops(self, on: bool = True) -> None:
+        """From the next forward on, keep the expected synaptic operations of the cells (``expected_synops``)."""
+        self.feature.record_synops = self.matching.record_synops = on
+
+    def expected_synops(self) -> torch.Tensor:
+        """The last forward's expected synaptic operations of the feature and matching cells, over its whole
+        batch: differentiable in alpha and beta, the spikes themselves measured (SPEC §9's count)."""
+        counts = [net.expected_synops for net in (self.feature, self.matching) if net.expected_synops is not None]
+        if not counts:
+            raise RuntimeError("call record_synops() before the forward whose synaptic operations you want")
+        return torch.stack(counts).sum()
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.feature.alpha, self.feature.beta, self.matching.alpha, self.matching.beta]

@@ -118,12 +118,17 @@ class TrellisNet(nn.Module):
         op_weights: torch.Tensor | None = None,
         move_probs: torch.Tensor | None = None,
         path: list[int] | None = None,
+        synops: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """(T, B, C_in, *spatial) -> (T, B, out_channels, *spatial at level 0).
 
         ``move_probs`` (layers, levels, 3): per source level, softmax over its valid moves.
         ``path``: compute only this path's cells (the supernet's discrete mode).
+        ``synops``, when given, receives per cell its synaptic operations (Cell.forward) times the
+        probability that the path passes through the cell: the product of the move probabilities along
+        the trellis (1 on a fixed path), so that their sum is the expected count of the mixed network.
         """
+        reach: dict[int, torch.Tensor | float] = {0: 1.0}  # probability that the path is at a level
         stem_out = self._stem(x_seq)
         before: dict[int, torch.Tensor] = {0: stem_out[-2]}
         current: dict[int, torch.Tensor] = {0: stem_out[-1]}
@@ -132,6 +137,7 @@ class TrellisNet(nn.Module):
         for layer, layer_transitions in enumerate(self.transitions):
             nxt: dict[int, torch.Tensor] = {}
             nxt_i: dict[int, torch.Tensor] = {}
+            reach_next: dict[int, torch.Tensor | float] = {}
             for source, move, target in layer_transitions:
                 if source not in current or (path is not None and target != path[layer]):
                     continue
@@ -139,14 +145,21 @@ class TrellisNet(nn.Module):
                 currents = {"s0": {lvl: before_i[lvl] for lvl in s0_by_level if lvl in before_i},
                             "s1": {source: current_i[source]} if source in current_i else {}}
                 cell = self.cells[self.cell_key(layer, source, target)]
-                out, out_i = cell(s0_by_level, current[source], s0_weights, op_weights, currents)
-                if move_probs is not None and path is None:
+                cell_synops: list[torch.Tensor] | None = [] if synops is not None else None
+                out, out_i = cell(s0_by_level, current[source], s0_weights, op_weights, currents, cell_synops)
+                mixed = move_probs is not None and path is None
+                if mixed:
                     out, out_i = move_probs[layer, source, move] * out, move_probs[layer, source, move] * out_i
+                if synops is not None:
+                    passing = reach[source] * (move_probs[layer, source, move] if mixed else 1.0)
+                    reach_next[target] = passing + reach_next.get(target, 0.0)
+                    synops.append(passing * torch.stack(cell_synops).sum())
                 nxt[target] = out if target not in nxt else nxt[target] + out
                 if self.shortcuts:  # only the shortcuts read the currents
                     nxt_i[target] = out_i if target not in nxt_i else nxt_i[target] + out_i
             before, current = current, nxt
             before_i, current_i = current_i, nxt_i
+            reach = reach_next
         fused = [resample_levels(self.fuse[str(level)](h), level, 0) for level, h in current.items()]
         return torch.stack(fused).sum(0) if len(fused) > 1 else fused[0]
 

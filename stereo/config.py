@@ -88,6 +88,9 @@ class SearchConfig:
     arch_start_epoch: int = 3
     rate_penalty: float = 0.0
     rate_layers: list[str] = field(default_factory=lambda: ["feature", "matching"])  # module-name prefixes
+    # Energy-aware search: + energy_penalty x the expected synaptic energy per example in mJ (expected
+    # SOPs of the mixed cells from alpha/beta and the measured spikes, x energy.e_ac_pj); 0 = off.
+    energy_penalty: float = 0.0
     arch_init_std: float = 1e-3  # alpha/beta start near uniform (DARTS)
     grad_clip: float = 5.0  # max norm of the weight gradients; 0 = off
     use_dgs: bool = False  # run DGS (section dgs) during the search as well as in retraining
@@ -169,7 +172,7 @@ _MINIMUM: dict[str, int | float] = {
     "train.grad_clip": 0.0, "train.log_every": 1, "train.precise_bn_batches": 0, "train.val_every_steps": 0,
     "train.weight_decay": 0.0, "train.rate_start_step": 0, "train.rate_ramp_steps": 0, "train.rate_target": 0.0,
     "search.epochs": 1, "search.batch_size": 1, "search.feature_layers": 1, "search.matching_layers": 1,
-    "search.filter_multiplier": 1, "search.rate_penalty": 0.0, "search.grad_clip": 0.0,
+    "search.filter_multiplier": 1, "search.rate_penalty": 0.0, "search.energy_penalty": 0.0, "search.grad_clip": 0.0,
     "search.arch_start_epoch": 0, "search.precise_bn_batches": 0, "search.retrain_filter_multiplier": 1,
     "dgs.every_epochs": 1, "dgs.max_batches": 1,
     "eval.batch_size": 1, "eval.max_examples": 0, "eval.sgbm_tune_examples": 0, "eval.viz_examples": 0,

@@ -31,6 +31,7 @@ from common.paths import ARCHITECTURE_NAME, DGS_HISTORY_NAME, SEARCH_CHECKPOINT_
 from models.dgs import DGSScheduler
 from models.neurons import lif_modules
 from models.supernet import SearchStereoNet
+from models.synops import PJ_TO_MJ
 from models.topology import NUM_NODES, PAD_MULTIPLE
 from stereo.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, state_mismatch
 from stereo.config import Config, config_to_dict
@@ -91,6 +92,24 @@ def build_supernet(cfg: Config, in_channels: int, num_bins: int) -> SearchStereo
                            cost_volume=s.cost_volume, membrane_shortcuts=s.membrane_shortcuts)
 
 
+def search_loss(net: SearchStereoNet, cfg: Config, device: torch.device) -> LossFn:
+    """The loss of both step kinds: disparity + rate penalty (+ energy_penalty x the expected synaptic
+    energy per example in mJ, ``search.energy_penalty`` > 0: it pulls alpha towards skips and beta towards
+    paths that spend fewer synaptic operations; weights see it too, through the spikes' counts only)."""
+    s = cfg.search
+    base = batch_loss(device, RatePenalty(s.rate_penalty, tuple(s.rate_layers)))
+    net.record_synops(s.energy_penalty > 0)
+    if s.energy_penalty <= 0:
+        return base
+    mj_per_synop = cfg.energy.e_ac_pj * PJ_TO_MJ
+
+    def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        loss = base(model, batch)
+        energy_mj = net.expected_synops() * mj_per_synop / batch["left"].shape[0]
+        return loss + s.energy_penalty * energy_mj.to(loss.dtype)
+    return loss_fn
+
+
 def snapshot(net: SearchStereoNet, retrain_fm: int) -> dict[str, Any]:
     """alpha/beta as probabilities, the decoded nets, and every LIF's b (for the history and the pictures)."""
     arch = net.decode(retrain_fm)
@@ -143,7 +162,7 @@ def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path,
     loaders = {"batch_size": s.batch_size, "val_batch_size": cfg.eval.batch_size, "num_workers": cfg.data.num_workers}
     sampler_a, loader_a, val_loader = make_loaders(Subset(train_set, half_a), val_set, ctx=ctx, seed=seed, **loaders)
     sampler_b, loader_b, _ = make_loaders(Subset(train_set, half_b), val_set, ctx=ctx, seed=seed + 1, **loaders)
-    loss_fn = batch_loss(ctx.device, RatePenalty(s.rate_penalty, tuple(s.rate_layers)))
+    loss_fn = search_loss(net, cfg, ctx.device)
     batches_b: dict[int, Iterator[dict[str, Any]]] = {}  # one cycle of half B per epoch
 
     def step(batch_a: dict[str, Any], epoch: int, index: int) -> dict[str, float]:
