@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== demo finished; outputs:")
     for (title, _, outputs), seconds in zip(STEPS, timings):
         where = ", ".join(str(root / p) for p in outputs)
-        print(f"  {title:<58} {seconds:7.1f} s  -> {where}")
+        print(f"  {title:<66} {seconds:7.1f} s  -> {where}")
     return 0
 
 
