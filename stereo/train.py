@@ -3,6 +3,7 @@
     python stereo/train.py                                   # synthetic chain, configs/demo.yaml
     python stereo/train.py --arch configs/arch/spikedhs_mvsec.json --config configs/mvsec_split1.yaml --out runs/paper_arch
     python stereo/train.py --resume                          # continue runs/train from last.pt
+    python stereo/train.py --init weights/snn_synthetic_bench.pt --set train.rate_penalty=2 --out runs/rate2  # fine-tune
     python stereo/train.py --diagnose                        # which LIF layers are silent, saturated, gradient-starved
     torchrun --nproc_per_node 2 stereo/train.py ...          # DDP, one process per GPU (gloo on CPU)
 """
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"output directory (default {DEFAULT_TRAIN_DIR}, or {DEFAULT_TRAIN_ANN_DIR} with --ann)")
     parser.add_argument("--ann", action="store_true", help="train the ANN twin (ReLU, T = 1 on the summed input)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (architecture from the checkpoint)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this checkpoint's weights and architecture (fine-tuning; fresh optimiser)")
     parser.add_argument("--diagnose", action="store_true",
                         help="print a one-batch health report (firing rate, surrogate window, gradient per LIF layer) and exit")
     add_config_arguments(parser, default_config=DEFAULT_CONFIG)
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.diagnose:
             print(diagnose(cfg, arch, train_set, ctx.device, args.seed))
             return 0
-        train(cfg, arch, train_set, val_set, out_dir, ctx, ann=args.ann, resume=args.resume, seed=args.seed)
+        train(cfg, arch, train_set, val_set, out_dir, ctx, ann=args.ann, resume=args.resume, seed=args.seed,
+              init=args.init)
     finally:
         shutdown(ctx)
     return 0

@@ -33,7 +33,14 @@ from models.dgs import DGSScheduler
 from models.health import health_report, layer_health
 from models.stereo_net import SpikingStereoNet, current_lif_b
 from models.topology import PAD_MULTIPLE
-from stereo.checkpoint import load_checkpoint, model_payload, rng_state, save_checkpoint, set_rng_state
+from stereo.checkpoint import (
+    load_checkpoint,
+    model_payload,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    state_mismatch,
+)
 from stereo.config import Config, config_to_dict, rate_penalty_of
 from stereo.distributed import DistContext
 from stereo.loop import (
@@ -82,16 +89,28 @@ def train(
     ann: bool = False,
     resume: bool = False,
     seed: int = 0,
+    init: Path | None = None,
 ) -> tuple[SpikingStereoNet, dict[str, Any]]:
-    """Train, validate and checkpoint into ``out_dir``; returns this rank's network and the last epoch's row."""
+    """Train, validate and checkpoint into ``out_dir``; returns this rank's network and the last epoch's row.
+
+    ``init``: start from that checkpoint's weights and architecture (fine-tuning, e.g. with a rate
+    penalty), with a fresh optimiser and schedule; ``resume`` instead continues ``out_dir/last.pt``.
+    """
     out_dir = Path(out_dir)
     for split, dataset in (("training", train_set), ("validation", val_set)):
         if len(dataset) == 0:
             raise UserError(f"the {split} split is empty (check --data and data.max_*_examples)")
     t = cfg.train
+    if resume and init is not None:
+        raise UserError("--init and --resume exclude each other: --resume continues OUT/last.pt, which started from --init")
     ckpt = _resume_checkpoint(out_dir, ann) if resume else None
-    if ckpt is not None:
-        arch = architecture_from_dict(ckpt["architecture"], f"{out_dir / LAST_CHECKPOINT_NAME} (embedded architecture)")
+    start = load_checkpoint(init, "cpu") if init is not None else ckpt
+    if start is not None:
+        where = init if init is not None else out_dir / LAST_CHECKPOINT_NAME
+        if bool(start["ann"]) != ann:
+            raise UserError(f"{where}: is {'an ANN twin' if start['ann'] else 'an SNN'} checkpoint; "
+                            f"train it {'with' if start['ann'] else 'without'} --ann")
+        arch = architecture_from_dict(start["architecture"], f"{where} (embedded architecture)")
 
     seed_everything(seed)
     raw = SpikingStereoNet(arch, in_channels=train_set.in_channels, ann=ann).to(ctx.device)
@@ -99,6 +118,10 @@ def train(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.lr_gamma)
     dgs = DGSScheduler(cfg.dgs) if cfg.dgs.enabled and not ann else None
     start_epoch, best = 0, {"mde_px": math.inf}
+    if init is not None:
+        if (problem := state_mismatch(raw.state_dict(), start["model_state"])) is not None:
+            raise UserError(f"{init}: weights do not fit the embedded architecture ({problem})")
+        raw.load_state_dict(start["model_state"])
     if ckpt is not None:
         raw.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -180,3 +180,24 @@ def test_precise_bn_sets_running_statistics_to_the_average_over_batches():
             means.append(stem.conv(pad_to_multiple(views)).mean(dim=(0, 2, 3)))
     assert torch.allclose(stem.bn.running_mean, torch.stack(means).mean(0), atol=1e-6)
     assert stem.bn.momentum == 0.1 and int(stem.bn.num_batches_tracked) == 2
+
+
+def test_init_starts_from_a_checkpoints_weights_with_a_fresh_optimiser(tmp_path):
+    run(tmp_path, "base", epochs=1)
+    base = load_checkpoint(tmp_path / "base" / "best.pt")
+    train_set, val_set = toy_data()
+    cfg = toy_config(1)
+    cfg.train.lr, cfg.dgs.enabled = 1e-12, False  # a step that cannot move the weights measurably
+    train(cfg, toy_architecture(filter_multiplier=4), train_set, val_set, tmp_path / "tuned", CPU, seed=3,
+          init=tmp_path / "base" / "best.pt")  # the architecture comes from the checkpoint, not the argument
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert tuned["epoch"] == 1 and tuned["optimizer"]["state"]  # a fresh run of its own
+    for key, value in base["model_state"].items():
+        if value.is_floating_point() and "running" not in key:
+            assert torch.allclose(value, tuned["model_state"][key], atol=1e-6), key
+    with pytest.raises(UserError, match="exclude each other"):
+        train(cfg, toy_architecture(), train_set, val_set, tmp_path / "tuned", CPU, resume=True,
+              init=tmp_path / "base" / "best.pt")
+    with pytest.raises(UserError, match="an SNN checkpoint; train it without --ann"):
+        train(cfg, toy_architecture(), train_set, val_set, tmp_path / "x", CPU, ann=True,
+              init=tmp_path / "base" / "best.pt")
