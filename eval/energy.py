@@ -94,7 +94,9 @@ def model_label(ckpt: dict[str, Any], path: Path) -> str:
     if ckpt["ann"]:
         return "ANN twin"
     penalty = ckpt.get("config", {}).get("train", {}).get("rate_penalty")
-    return f"SNN λ={penalty:g}" if isinstance(penalty, (int, float)) else f"SNN {path.name}"
+    if not isinstance(penalty, (int, float)):
+        return f"SNN {path.name}"
+    return f"SNN T={int(ckpt['num_bins'])} λ={penalty:g}"  # the two knobs of the accuracy-energy frontier
 
 
 def recorded_mde(metrics: dict[str, Any] | None, method: str, path: Path | None, data: Path, split: str) -> float | None:
