@@ -13,13 +13,14 @@ weights, mixed (alpha/beta) and in discrete mode on the decoded architecture (mo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from common.paths import ARCHITECTURE_NAME, DEFAULT_PREPARED_DIR, SEARCH_CHECKPOINT_NAME
 from data_tools.dataset import StereoEventDataset
-from models.arch import Architecture, NetSpec, load_architecture
+from models.arch import Architecture, load_architecture
 from models.topology import OPS
 from stereo.checkpoint import load_checkpoint
 from stereo.config import config_from_dict
@@ -27,9 +28,8 @@ from stereo.searching import build_supernet
 
 
 def at_filter_multiplier(arch: Architecture, fm: int) -> Architecture:
-    specs = [NetSpec(s.path, s.genotype, fm, s.block_multiplier, s.steps) for s in (arch.feature, arch.matching)]
-    return Architecture(*specs, arch.num_bins, arch.max_disparity_px, cost_volume=arch.cost_volume,
-                        membrane_shortcuts=arch.membrane_shortcuts)
+    return dataclasses.replace(arch, feature=dataclasses.replace(arch.feature, filter_multiplier=fm),
+                               matching=dataclasses.replace(arch.matching, filter_multiplier=fm))
 
 
 @torch.no_grad()

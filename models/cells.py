@@ -139,7 +139,8 @@ class Cell(nn.Module):
                 for name, op in ops.items():
                     out = self._edge_current(name, op, source_spikes, source_current)
                     weight = 1.0 if op_weights is None else op_weights[edge, OPS.index(name)]
-                    out = out if op_weights is None else weight * out
+                    if op_weights is not None:
+                        out = weight * out
                     if synops is not None and name in OP_INITIAL_B:  # a conv op (skip costs nothing)
                         synops.append(weight * conv_synops(source_spikes, op.conv))
                     current = out if current is None else current + out

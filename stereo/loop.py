@@ -10,9 +10,10 @@ validation on full frames, and the caller's ``end_epoch`` (checkpoints, outputs,
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,14 +43,6 @@ def make_loaders(train_set: Dataset, val_set: Dataset, batch_size: int, val_batc
     val_shard = Subset(val_set, range(ctx.rank, len(val_set), ctx.world_size))
     val_loader = DataLoader(val_shard, batch_size=val_batch_size, num_workers=num_workers, pin_memory=pin)
     return sampler, train_loader, val_loader
-
-
-def limited(loader: DataLoader, limit: int) -> Iterator[dict[str, Any]]:
-    """At most ``limit`` batches from one fresh pass of ``loader`` (DGS's own iterator)."""
-    for index, batch in enumerate(loader):
-        if index >= limit:
-            return
-        yield batch
 
 
 @dataclass
@@ -102,7 +95,7 @@ def run_epochs(loop: EpochLoop, start_epoch: int, ctx: DistContext) -> None:
             loop.crop_dataset.set_epoch(epoch)
         loop.raw.train()  # before DGS too: validation left the network in eval mode
         if loop.dgs is not None and loop.dgs.should_run(epoch):
-            loop.dgs.run(loop.raw, limited(loop.train_loader, loop.dgs_max_batches), batch_loss(device), epoch)
+            loop.dgs.run(loop.raw, itertools.islice(loop.train_loader, loop.dgs_max_batches), batch_loss(device), epoch)
         sums: dict[str, list[float]] = {}  # name -> [sum, count]
         bar = tqdm(loop.train_loader, desc=f"{loop.desc} {epoch + 1}/{loop.epochs}", leave=False, disable=not show)
         for steps, batch in enumerate(bar, start=1):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.firing import FiringRateRecorder
+from models.neurons import unwrap_model
 from stereo.runtime import to_device
 
 LossFn = Callable[[nn.Module, dict[str, Any]], torch.Tensor]
@@ -68,6 +69,5 @@ def batch_loss(device: torch.device, rate: RatePenalty | None = None) -> LossFn:
     with a constant rate weight (the rates are those of the model passed in, which DGS may have swapped
     layers of)."""
     def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-        return training_loss(model, raw, to_device(batch, device), rate)
+        return training_loss(model, unwrap_model(model), to_device(batch, device), rate)
     return loss_fn

@@ -79,6 +79,14 @@ def _resume_checkpoint(out_dir: Path, ann: bool) -> dict[str, Any]:
     return ckpt
 
 
+def _init_checkpoint(path: Path, ann: bool) -> dict[str, Any]:
+    ckpt = load_checkpoint(path, "cpu")
+    if bool(ckpt["ann"]) != ann:
+        raise UserError(f"{path}: is {'an ANN twin' if ckpt['ann'] else 'an SNN'} checkpoint; "
+                        f"train it {'with' if ckpt['ann'] else 'without'} --ann")
+    return ckpt
+
+
 def train(
     cfg: Config,
     arch: Architecture,
@@ -104,12 +112,9 @@ def train(
     if resume and init is not None:
         raise UserError("--init and --resume exclude each other: --resume continues OUT/last.pt, which started from --init")
     ckpt = _resume_checkpoint(out_dir, ann) if resume else None
-    start = load_checkpoint(init, "cpu") if init is not None else ckpt
+    start = _init_checkpoint(init, ann) if init is not None else ckpt
     if start is not None:
         where = init if init is not None else out_dir / LAST_CHECKPOINT_NAME
-        if bool(start["ann"]) != ann:
-            raise UserError(f"{where}: is {'an ANN twin' if start['ann'] else 'an SNN'} checkpoint; "
-                            f"train it {'with' if start['ann'] else 'without'} --ann")
         arch = architecture_from_dict(start["architecture"], f"{where} (embedded architecture)")
 
     seed_everything(seed)
