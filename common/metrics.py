@@ -4,6 +4,10 @@ Every metric is computed per image over its valid ground-truth pixels, then aver
 mean over images (DDES's convention, followed by later MVSEC papers). Images without a valid pixel
 are skipped by default; ``include_empty=True`` gives DDES's behaviour (such an image counts with zero
 error). No crop, no clipping. Depth = f*B / (disparity + 1e-7) for prediction and ground truth alike.
+
+DSEC's benchmark pools over pixels instead: MAE, 1PE, 2PE (% of pixels with error > 1, 2 px) and RMSE
+over every ground-truth pixel of the split (or sequence) at once, so images with more ground truth
+weigh more. Both are computed from the same per-image sums (``POOLED_KEYS``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import torch
 DEPTH_EPS = 1e-7
 PIXEL_THRESHOLDS = (1, 2, 3)
 METRIC_KEYS = ("mde_px", "1pa", "2pa", "3pa", "rmse_px", "mean_depth_err_cm", "median_depth_err_cm")
+POOLED_KEYS = ("dsec_mae_px", "dsec_1pe", "dsec_2pe", "dsec_rmse_px")
+_PIXEL_SUMS = ("sum_abs_err_px", "sum_sq_err_px", "num_err_above_1", "num_err_above_2")
 
 
 def _as_tensor(values: np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -52,6 +58,10 @@ def image_metrics(
         "mean_depth_err_cm": 100.0 * float(depth_err_m.mean()),
         "median_depth_err_cm": 100.0 * float(depth_err_m.median()),  # torch: lower middle value
         "num_pixels": count,
+        "sum_abs_err_px": float(err.sum()),
+        "sum_sq_err_px": float(err.pow(2).sum()),
+        "num_err_above_1": int((err > 1).sum()),
+        "num_err_above_2": int((err > 2).sum()),
     }
     for n in PIXEL_THRESHOLDS:
         out[f"{n}pa"] = 100.0 - 100.0 * float((err > n).double().mean())
@@ -62,7 +72,7 @@ def empty_image_metrics() -> dict[str, float]:
     """DDES's value for an image without valid pixels: zero error, nPA = 100."""
     out = {key: 0.0 for key in METRIC_KEYS}
     out.update({f"{n}pa": 100.0 for n in PIXEL_THRESHOLDS})
-    out["num_pixels"] = 0
+    out.update(dict.fromkeys(("num_pixels", *_PIXEL_SUMS), 0))
     return out
 
 
@@ -77,7 +87,19 @@ def aggregate(per_image: Sequence[dict[str, float] | None], include_empty: bool 
     for key in METRIC_KEYS:
         out[key] = float(np.mean([m[key] for m in used])) if used else math.nan
     out["num_pixels"] = int(sum(m["num_pixels"] for m in used))
+    out.update(pooled(used, out["num_pixels"]))
     return out
+
+
+def pooled(used: Sequence[dict[str, float]], num_pixels: int) -> dict[str, float]:
+    """DSEC's pixel-pooled MAE, 1PE, 2PE and RMSE from the per-image sums (NaN without a pixel)."""
+    if num_pixels == 0:
+        return dict.fromkeys(POOLED_KEYS, math.nan)
+    total = {key: sum(m[key] for m in used) for key in _PIXEL_SUMS}
+    return {"dsec_mae_px": total["sum_abs_err_px"] / num_pixels,
+            "dsec_1pe": 100.0 * total["num_err_above_1"] / num_pixels,
+            "dsec_2pe": 100.0 * total["num_err_above_2"] / num_pixels,
+            "dsec_rmse_px": math.sqrt(total["sum_sq_err_px"] / num_pixels)}
 
 
 def group_aggregate(

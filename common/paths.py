@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 DEFAULT_SYNTHETIC_RAW_DIR = Path("data/synthetic")
+DEFAULT_SYNTHETIC_DSEC_DIR = Path("data/synthetic_dsec")
 DEFAULT_PREPARED_DIR = Path("data/prepared")
+DEFAULT_PREPARED_DSEC_DIR = Path("data/prepared_dsec")
 DEFAULT_SEARCH_DIR = Path("runs/search")
 DEFAULT_TRAIN_DIR = Path("runs/train")
 DEFAULT_TRAIN_ANN_DIR = Path("runs/train_ann")

@@ -16,19 +16,29 @@ import torch
 from torch.utils.data import Dataset
 
 from common.errors import UserError
-from data_tools.constants import NETWORK_MAX_DISPARITY_PX
 from data_tools.events import Events
 from data_tools.mvsec import SIDES
-from data_tools.prepared import read_events, read_manifest
+from data_tools.prepared import file_indices, read_events, read_manifest
 from data_tools.voxel import ENCODING_CHANNELS, check_encoding, voxelize
 
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = ("train", "val", "test", "benchmark")
 
 
-def valid_disparity(disp_px: np.ndarray, max_disparity_px: float) -> np.ndarray:
-    """Finite, positive and not above the maximum: the pixels every loss and metric may use."""
+def valid_disparity(disp_px: np.ndarray, max_disparity_px: float | None = None) -> np.ndarray:
+    """Finite, positive and (when a maximum is given) not above it: the pixels every loss and metric may use."""
     with np.errstate(invalid="ignore"):
-        return np.isfinite(disp_px) & (disp_px > 0) & (disp_px <= max_disparity_px)
+        valid = np.isfinite(disp_px) & (disp_px > 0)
+        return valid if max_disparity_px is None else valid & (disp_px <= max_disparity_px)
+
+
+def check_max_disparity(manifest: dict, network_max_px: float, where: str, data_dir: Path) -> None:
+    """Refuse a network that cannot predict the data's largest disparity: its ground truth would be
+    unreachable, and a metric that dropped those pixels would flatter it."""
+    data_max = float(manifest.get("max_disparity_in_data_px", 0))
+    if network_max_px < data_max:
+        raise UserError(f"{where}: the network's maximum disparity is {network_max_px:g} px, but the ground truth "
+                        f"in {data_dir} reaches {data_max:g} px; use an architecture with max_disparity_px >= "
+                        f"{data_max:g} (a multiple of 24; DSEC's default is 192)")
 
 
 class StereoEventDataset(Dataset):
@@ -36,7 +46,7 @@ class StereoEventDataset(Dataset):
 
     def __init__(self, prepared_dir: Path | str, split: str, num_bins: int | None = None,
                  encoding: str | None = None, crop: tuple[int, int] | None = None, seed: int = 0,
-                 max_examples: int = 0, max_disparity_px: float = NETWORK_MAX_DISPARITY_PX):
+                 max_examples: int = 0, max_disparity_px: float | None = None):
         self.prepared_dir = Path(prepared_dir)
         manifest = read_manifest(self.prepared_dir)
         if split not in SPLIT_NAMES:
@@ -53,11 +63,14 @@ class StereoEventDataset(Dataset):
         self.focal_baseline_px_m = float(manifest["focal_baseline_px_m"])
         intr = manifest["intrinsics"]
         self.intrinsics = (float(intr["f"]), float(intr["cx"]), float(intr["cy"]))
-        self.max_disparity_px = float(max_disparity_px)
+        self.max_disparity_px = None if max_disparity_px is None else float(max_disparity_px)
         if crop is not None and (crop[0] > self.height or crop[1] > self.width or min(crop) < 1):
             raise UserError(f"crop {tuple(crop)}: expected 1..{self.height} x 1..{self.width}")
         self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
         self.seed = seed
+        if split not in manifest["splits"]:
+            raise UserError(f"{self.prepared_dir}: has no '{split}' split (the benchmark split comes from "
+                            f"prepare_dsec.py with DSEC test sequences)")
         self.examples = [(seq, int(row)) for seq, row in manifest["splits"][split]]
         if max_examples > 0:
             self.examples = self.examples[:max_examples]
@@ -65,6 +78,7 @@ class StereoEventDataset(Dataset):
             if not (self.prepared_dir / manifest["sequences"][seq]["file"]).is_file():
                 raise UserError(f"{self.prepared_dir / manifest['sequences'][seq]['file']}: prepared file missing")
         self._files: dict[str, h5py.File] = {}
+        self._file_index: dict[str, np.ndarray] = {}
         self._rng: np.random.Generator | None = None
         self.epoch = 0
         self._rng_worker: int | None = None
@@ -76,6 +90,10 @@ class StereoEventDataset(Dataset):
         if sequence not in self._files:
             self._files[sequence] = h5py.File(self.prepared_dir / self.manifest["sequences"][sequence]["file"], "r")
         return self._files[sequence]
+
+    def focal_baseline_of(self, sequence: str) -> float:
+        """f*B of one sequence (DSEC sequences carry their own calibration), else the dataset's."""
+        return float(self.manifest["sequences"][sequence].get("focal_baseline_px_m", self.focal_baseline_px_m))
 
     def set_epoch(self, epoch: int) -> None:
         """Seed the crops from (seed, epoch), so a resumed run draws the crops the uninterrupted one drew."""
@@ -116,13 +134,14 @@ class StereoEventDataset(Dataset):
             "event_mask": torch.from_numpy(np.asarray(h5["event_mask"][row], dtype=bool)[window].copy()),
             "sequence": sequence,
             "frame_index": int(h5["frame_index"][row]),
+            "file_index": int(self._file_index.setdefault(sequence, file_indices(h5))[row]),
             "t_us": t_end_us,
         })
         return item
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_files"] = {}
+        state["_files"], state["_file_index"] = {}, {}
         return state
 
     def close(self) -> None:

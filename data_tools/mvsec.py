@@ -34,13 +34,13 @@ def sequence_family(sequence: str) -> str:
     return re.sub(r"\d+$", "", sequence)
 
 
-def read_synthetic_manifest(root: Path) -> dict | None:
-    """The generator's manifest when ``root`` holds a synthetic recording, else None."""
-    path = root / SYNTHETIC_MANIFEST
+def read_synthetic_manifest(root: Path, kind: str = SYNTHETIC_KIND) -> dict | None:
+    """The generator's manifest when ``root`` holds a synthetic recording of this kind (layout), else None."""
+    path = Path(root) / SYNTHETIC_MANIFEST
     if not path.is_file():
         return None
     manifest = read_json(path, "a synthetic recording's manifest")
-    if not isinstance(manifest, dict) or manifest.get("kind") != SYNTHETIC_KIND:
+    if not isinstance(manifest, dict) or manifest.get("kind") != kind:
         return None
     return manifest
 

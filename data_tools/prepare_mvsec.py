@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from common.atomic import remove_stale_temporaries, temporary_name, write_json_atomic
 from common.errors import UserError, run_cli
 from common.paths import DEFAULT_PREPARED_DIR, DEFAULT_SYNTHETIC_RAW_DIR
 from data_tools.constants import (
@@ -33,7 +30,7 @@ from data_tools.constants import (
     EVENT_MASK_COUNT,
     FOCAL_BASELINE_PX_M,
     FOCAL_PX,
-    MAX_DISPARITY_IN_DATA_PX,
+    NETWORK_MAX_DISPARITY_PX,
     SENSOR_HEIGHT_PX,
     SENSOR_WIDTH_PX,
     WINDOW_MS,
@@ -41,7 +38,14 @@ from data_tools.constants import (
 )
 from data_tools.events import event_mask, seconds_to_us
 from data_tools.mvsec import check_family, find_sequence_files, read_synthetic_manifest
-from data_tools.prepared import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SequenceWriter, read_manifest
+from data_tools.prepared import FORMAT_NAME, FORMAT_VERSION, SequenceWriter, disparity_range_entries
+from data_tools.prepared_folder import (
+    check_free_space,
+    fingerprint,
+    report_range,
+    reuse_if_up_to_date,
+    write_prepared,
+)
 from data_tools.recording import Recording
 from data_tools.splits import (
     real_frames,
@@ -83,12 +87,8 @@ def plan(root: Path, split: int | None, family: str) -> tuple[dict, list[tuple[s
     return {"kind": "mvsec", "family": family, "split": 1 if split is None else split}, jobs
 
 
-def fingerprint(paths: list[Path]) -> dict[str, list[int]]:
-    return {str(p.resolve()): [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
-
-
-def process(recording: Recording, frames: list[int], window_us: int, out_file: Path, bar: tqdm) -> int:
-    """Cut, rectify and mask every kept frame of one sequence; returns the number of examples."""
+def process(recording: Recording, frames: list[int], window_us: int, out_file: Path, bar: tqdm) -> tuple[float, float]:
+    """Cut, rectify and mask every kept frame of one sequence; returns its valid disparities' (min, max)."""
     f_b = FOCAL_BASELINE_PX_M.get(recording.files.family, FOCAL_BASELINE_PX_M["indoor_flying"])
     ends_us = seconds_to_us(recording.depth_ts_s[frames], recording.t0_s) if frames else np.zeros(0, np.int64)
     writer = SequenceWriter(out_file, recording.sequence, recording.t0_s, window_us, len(frames),
@@ -105,16 +105,7 @@ def process(recording: Recording, frames: list[int], window_us: int, out_file: P
         writer.abort()  # the real error, not a second one from finishing a half-written file
         raise
     writer.close()
-    return len(frames)
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by the finished folder ``tmp`` with renames (readers never see a mix)."""
-    old = temporary_name(out, ".old")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    return writer.disparity_range
 
 
 def prepare(mvsec_root: Path | None = None, split: int | None = None, out: Path = DEFAULT_PREPARED_DIR,
@@ -146,48 +137,17 @@ def prepare(mvsec_root: Path | None = None, split: int | None = None, out: Path 
     source["window_ms"] = window_ms
     source["files"] = fingerprint([p for f in files.values() for p in (f.data, f.gt, *f.maps.values())])
     out = Path(out)
-    existing = _existing_manifest(out)
-    if existing is not None and existing["source"] == source and not force:
-        if (existing["num_bins"], existing["encoding"]) != (num_bins, encoding):
-            existing.update(num_bins=num_bins, encoding=encoding)
-            write_json_atomic(out / MANIFEST_NAME, existing)
-            print(f"{out}: up to date; default num_bins={num_bins}, encoding={encoding} recorded")
-        else:
-            print(f"{out}: up to date (use --force to rebuild)")
+    if (existing := reuse_if_up_to_date(out, source, num_bins, encoding, force)) is not None:
         return existing
     with contextlib.ExitStack() as stack:
         recordings = {seq: stack.enter_context(Recording(f)) for seq, f in files.items()}  # validates all first
         frames = {seq: _frames(source, seq, role, recordings[seq]) for seq, role in jobs}
-        check_free_space(out, recordings, frames)
-        return _build(out, source, jobs, recordings, frames, window_ms, num_bins, encoding)
-
-
-# Prepared bytes per raw event and per ground-truth frame, measured on the synthetic recording (about
-# 7 bytes an event with Blosc) with a margin: an HDF5 write that hits a full disk can crash the process,
-# so the space is checked before anything is written.
-BYTES_PER_EVENT = 10
-BYTES_PER_FRAME = 2 * SENSOR_HEIGHT_PX * SENSOR_WIDTH_PX * 4
-
-
-def check_free_space(out: Path, recordings: dict[str, Recording], frames: dict[str, list[int]]) -> None:
-    """A UserError naming the folder when the prepared dataset would not fit on its disk."""
-    events = sum(stream.size for rec in recordings.values() for stream in rec.streams.values())
-    need = events * BYTES_PER_EVENT + sum(len(f) for f in frames.values()) * BYTES_PER_FRAME
-    folder = next(p for p in (out, *out.parents) if p.exists())
-    free = shutil.disk_usage(folder).free
-    if free < need:
-        raise UserError(f"disk full at {folder}: preparing needs about {need / 2**20:.0f} MiB, "
-                        f"{free / 2**20:.0f} MiB are free")
-
-
-def _existing_manifest(out: Path) -> dict | None:
-    if not out.exists():
-        return None
-    if not (out / MANIFEST_NAME).is_file():
-        if out.is_dir() and not any(out.iterdir()):
-            return None
-        raise UserError(f"--out {out}: exists and is not a prepared dataset (no {MANIFEST_NAME}); choose another folder")
-    return read_manifest(out)
+        check_free_space(out, sum(stream.size for rec in recordings.values() for stream in rec.streams.values()),
+                         sum(len(f) for f in frames.values()), SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX)
+        manifest = write_prepared(out, lambda tmp: _fill(tmp, source, jobs, recordings, frames, window_ms, num_bins,
+                                                         encoding))
+    report_range(manifest, NETWORK_MAX_DISPARITY_PX)
+    return manifest
 
 
 def _frames(source: dict, sequence: str, role: str, recording: Recording) -> list[int]:
@@ -197,43 +157,34 @@ def _frames(source: dict, sequence: str, role: str, recording: Recording) -> lis
     return real_frames(sequence, role, num_frames)
 
 
-def _build(out: Path, source: dict, jobs: list[tuple[str, str]], recordings: dict[str, Recording],
-           frames: dict[str, list[int]], window_ms: int, num_bins: int, encoding: str) -> dict:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in (".tmp", ".old"):  # what a killed earlier run left
-        remove_stale_temporaries(out.parent, out.name, suffix)
-    tmp = temporary_name(out)
-    tmp.mkdir()
-    sequences, splits = {}, {"train": [], "val": [], "test": []}
-    try:
-        total = sum(len(f) for f in frames.values())
-        with tqdm(total=total, desc="prepare", unit="example") as bar:
-            for seq, role in jobs:
-                count = process(recordings[seq], frames[seq], window_ms * 1000, tmp / f"{seq}.hdf5", bar)
-                sequences[seq] = {"file": f"{seq}.hdf5", "num_examples": count, "role": role,
-                                  "t0_s": recordings[seq].t0_s, "frame_index": frames[seq]}
-                rows = [[seq, row] for row in range(count)]
-                if role == "train":
-                    splits["train"] += rows
-                else:
-                    shuffled = shuffle_eval(rows, 0)
-                    num_val = (synthetic_num_val(count, source["split_rule"]["val_fraction"])
-                               if source["kind"] == "synthetic" else real_num_val(count))
-                    splits["val"], splits["test"] = split_eval(shuffled, num_val)
-        manifest = {
-            "format": FORMAT_NAME, "version": FORMAT_VERSION, "source": source,
-            "num_bins": num_bins, "encoding": encoding, "window_ms": window_ms,
-            "height": SENSOR_HEIGHT_PX, "width": SENSOR_WIDTH_PX,
-            "focal_baseline_px_m": FOCAL_BASELINE_PX_M.get(source["family"], FOCAL_BASELINE_PX_M["indoor_flying"]),
-            "intrinsics": {"f": FOCAL_PX, "cx": CX_PX, "cy": CY_PX}, "baseline_m": BASELINE_M,
-            "max_disparity_in_data_px": MAX_DISPARITY_IN_DATA_PX, "event_mask_count": EVENT_MASK_COUNT,
-            "sequences": sequences, "splits": splits,
-        }
-        write_json_atomic(tmp / MANIFEST_NAME, manifest)
-        _swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+def _fill(tmp: Path, source: dict, jobs: list[tuple[str, str]], recordings: dict[str, Recording],
+          frames: dict[str, list[int]], window_ms: int, num_bins: int, encoding: str) -> dict:
+    """Write every sequence file into ``tmp``; returns the manifest."""
+    sequences, splits, ranges = {}, {"train": [], "val": [], "test": []}, []
+    total = sum(len(f) for f in frames.values())
+    with tqdm(total=total, desc="prepare", unit="example") as bar:
+        for seq, role in jobs:
+            ranges.append(process(recordings[seq], frames[seq], window_ms * 1000, tmp / f"{seq}.hdf5", bar))
+            count = len(frames[seq])
+            sequences[seq] = {"file": f"{seq}.hdf5", "num_examples": count, "role": role,
+                              "t0_s": recordings[seq].t0_s, "frame_index": frames[seq]}
+            rows = [[seq, row] for row in range(count)]
+            if role == "train":
+                splits["train"] += rows
+            else:
+                shuffled = shuffle_eval(rows, 0)
+                num_val = (synthetic_num_val(count, source["split_rule"]["val_fraction"])
+                           if source["kind"] == "synthetic" else real_num_val(count))
+                splits["val"], splits["test"] = split_eval(shuffled, num_val)
+    return {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "dataset": "mvsec", "source": source,
+        "num_bins": num_bins, "encoding": encoding, "window_ms": window_ms,
+        "height": SENSOR_HEIGHT_PX, "width": SENSOR_WIDTH_PX,
+        "focal_baseline_px_m": FOCAL_BASELINE_PX_M.get(source["family"], FOCAL_BASELINE_PX_M["indoor_flying"]),
+        "intrinsics": {"f": FOCAL_PX, "cx": CX_PX, "cy": CY_PX}, "baseline_m": BASELINE_M,
+        **disparity_range_entries(ranges), "event_mask_count": EVENT_MASK_COUNT,
+        "event_mask_rule": "last_15000", "sequences": sequences, "splits": splits,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

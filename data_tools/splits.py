@@ -4,6 +4,10 @@ Real indoor_flying recordings: inclusive frame filters (train filter for trainin
 test filter for the evaluation sequence), then the evaluation examples in frame order are
 shuffled with ``random.seed(0); random.shuffle`` and the first 200 are validation. A synthetic
 recording carries its own split in its manifest and only drops its first window(s).
+
+DSEC: its official test sequences have no public ground truth, so two sets of whole training
+sequences are held out by default (our choice, documented in the README; overridable): validation
+selects the checkpoint, evaluation is scored once. Everything else with ground truth trains.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ import random
 
 from common.errors import UserError
 from data_tools.constants import NUM_VALIDATION_EXAMPLES, SPLITS, TEST_FRAME_FILTER, TRAIN_FRAME_FILTER
+
+# DSEC training sequences held out: a city, a suburban and a rural drive in each set.
+DSEC_VAL_SEQUENCES = ("zurich_city_09_b", "interlaken_00_g")
+DSEC_EVAL_SEQUENCES = ("zurich_city_11_a", "thun_00_a", "zurich_city_05_b")
 
 
 def real_split(split: int) -> tuple[list[str], str]:
@@ -50,3 +58,20 @@ def real_num_val(num_examples: int) -> int:
 
 def synthetic_num_val(num_examples: int, fraction: float) -> int:
     return int(round(num_examples * fraction))
+
+
+def dsec_roles(train_sequences: list[str], val: list[str], evaluate: list[str], where: str) -> dict[str, str]:
+    """Role ('train', 'val' or 'eval') of every DSEC sequence with ground truth; held-out sets must exist."""
+    available = set(train_sequences)
+    for option, chosen in (("--val-sequences", val), ("--eval-sequences", evaluate)):
+        if not chosen:
+            raise UserError(f"{option}: empty; name at least one sequence with ground truth")
+        if missing := [s for s in chosen if s not in available]:
+            raise UserError(f"{option} {','.join(chosen)}: {', '.join(missing)} not among the training sequences "
+                            f"found in {where} ({', '.join(sorted(available)) or 'none'})")
+    if overlap := set(val) & set(evaluate):
+        raise UserError(f"--val-sequences and --eval-sequences share {', '.join(sorted(overlap))}")
+    roles = {s: "train" for s in train_sequences}
+    roles.update({s: "val" for s in val})
+    roles.update({s: "eval" for s in evaluate})
+    return roles

@@ -20,8 +20,8 @@ import numpy as np
 from common import paths
 from common.atomic import atomic_path, write_json_atomic
 from common.errors import UserError, run_cli
-from common.metrics import METRIC_KEYS
-from data_tools.constants import MAX_DISPARITY_IN_DATA_PX
+from common.metrics import METRIC_KEYS, POOLED_KEYS
+from data_tools.prepared import EVENT_MASK_RULES
 from eval.evaluate import CountImages, SGBMMethod, evaluate, network_predictor
 from eval.plots import example_panel, summary_grid
 from stereo.config import add_config_arguments, start_cli
@@ -71,22 +71,31 @@ def viz_indices(text: str, count: int, default_count: int) -> list[int]:
     return sorted(set(np.linspace(0, count - 1, min(default_count, count)).round().astype(int).tolist()))
 
 
-def format_results(results: dict[str, Any], mask_modes: list[str]) -> str:
-    header = (f"{'method':<9} {'sequence':<18} {'MDE px':>7} {'1PA %':>6} {'2PA %':>6} {'3PA %':>6} {'RMSE':>6} "
+def format_results(results: dict[str, Any], mask_modes: list[str], mask_rule: str, dsec: bool) -> str:
+    """The per-image (MVSEC protocol) table per mask; for DSEC also its pixel-pooled benchmark metrics."""
+    header = (f"{'method':<9} {'sequence':<24} {'MDE px':>7} {'1PA %':>6} {'2PA %':>6} {'3PA %':>6} {'RMSE':>6} "
               f"{'depth cm':>8} {'median cm':>9} {'images':>9}")
+    pooled_header = f"{'method':<9} {'sequence':<24} {'MAE px':>7} {'1PE %':>6} {'2PE %':>6} {'RMSE':>6} {'pixels':>10}"
     lines = []
     for mode in mask_modes:
-        lines += ["", f"ground truth: {'dense (all valid pixels)' if mode == 'dense' else 'event-masked (last 15 000 left events)'}", header]
+        label = "dense (all valid pixels)" if mode == "dense" else EVENT_MASK_RULES[mask_rule]
+        lines += ["", f"ground truth: {label}; per image, mean over images (MVSEC protocol)", header]
         for method, by_mask in results.items():
             for sequence, m in by_mask[mode].items():
-                lines.append(f"{METHOD_LABELS[method]:<9} {sequence:<18} {m['mde_px']:>7.3f} {m['1pa']:>6.1f} {m['2pa']:>6.1f} "
+                lines.append(f"{METHOD_LABELS[method]:<9} {sequence:<24} {m['mde_px']:>7.3f} {m['1pa']:>6.1f} {m['2pa']:>6.1f} "
                              f"{m['3pa']:>6.1f} {m['rmse_px']:>6.2f} {m['mean_depth_err_cm']:>8.1f} "
                              f"{m['median_depth_err_cm']:>9.1f} {m['images_used']:>4}/{m['images_total']:<4}")
+        if dsec:
+            lines += ["", f"ground truth: {label}; pooled over pixels (DSEC benchmark)", pooled_header]
+            for method, by_mask in results.items():
+                for sequence, m in by_mask[mode].items():
+                    lines.append(f"{METHOD_LABELS[method]:<9} {sequence:<24} {m['dsec_mae_px']:>7.3f} {m['dsec_1pe']:>6.1f} "
+                                 f"{m['dsec_2pe']:>6.1f} {m['dsec_rmse_px']:>6.2f} {m['num_pixels']:>10}")
     return "\n".join(lines)
 
 
 def write_csv(path: Path, results: dict[str, Any]) -> None:
-    fields = ("method", "mask", "sequence", *METRIC_KEYS, "images_used", "images_total", "num_pixels")
+    fields = ("method", "mask", "sequence", *METRIC_KEYS, *POOLED_KEYS, "images_used", "images_total", "num_pixels")
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -124,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         methods["sgbm"] = sgbm
         print(f"SGBM tuned on {sgbm.tuned_on}: {sgbm.params.to_dict()}")
 
+    colour_max = float(dataset.manifest["max_disparity_in_data_px"]) or float(ckpt["architecture"]["max_disparity_px"])
     chosen = set(viz_indices(args.viz_indices, len(dataset), cfg.eval.viz_examples)) if args.viz else set()
     summary_rows: list[dict[str, Any]] = []
     panels: list[str] = []
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         gt, valid = item["disp_px"].numpy(), item["valid"].numpy().astype(bool)
         name = f"{index:05d}_{item['sequence']}_{item['frame_index']}.png"
         title = f"{item['sequence']} frame {item['frame_index']} ({METHOD_LABELS[main_name]}, {args.checkpoint.name})"
-        example_panel(args.out / "panels" / name, events, preds[main_name], gt, valid, MAX_DISPARITY_IN_DATA_PX, title)
+        example_panel(args.out / "panels" / name, events, preds[main_name], gt, valid, colour_max, title)
         panels.append(name)
         if len(summary_rows) < SUMMARY_ROWS:
             summary_rows.append({"events": events, "gt": gt, "valid": valid,
@@ -144,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = evaluate(dataset, methods, mask_modes, include_empty, draw if args.viz else None)
     results, seconds = evaluation.results, evaluation.seconds_per_example
     record = {"sgbm": methods["sgbm"].record()} if "sgbm" in methods else {}
-    print(format_results(results, mask_modes))
+    manifest = dataset.manifest
+    print(format_results(results, mask_modes, manifest["event_mask_rule"], manifest["dataset"] == "dsec"))
     print("\nseconds per example: " + ", ".join(f"{METHOD_LABELS[m]} {s:.3f}" for m, s in seconds.items()))
     summary = {
         "split": args.split, "data": str(args.data.resolve()), "checkpoints": checkpoints,
@@ -156,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(args.out / "metrics.csv", results)
     print(f"\nwrote {args.out / 'metrics.json'} and {args.out / 'metrics.csv'}")
     if args.viz and summary_rows:
-        summary_grid(args.out / "summary.png", summary_rows, summary["labels"], MAX_DISPARITY_IN_DATA_PX)
+        summary_grid(args.out / "summary.png", summary_rows, summary["labels"], colour_max)
         print(f"wrote {len(panels)} panels to {args.out / 'panels'} and {args.out / 'summary.png'}")
     return 0
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from common.errors import UserError
 from common.metrics import group_aggregate, image_metrics
-from data_tools.dataset import StereoEventDataset
+from data_tools.dataset import StereoEventDataset, check_max_disparity
 from eval.runner import check_input_format, open_split, predict
 from eval.sgbm import count_image, parameter_grid, sgbm_disparity, tune
 from stereo.checkpoint import load_model_from_checkpoint
@@ -29,7 +29,7 @@ MASK_MODES = ("dense", "events")
 
 
 def gt_masks(item: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Dense = every valid GT pixel; events = valid pixels hit by the last 15 000 left events."""
+    """Dense = every valid GT pixel; events = valid pixels of the prepared event mask (its manifest's rule)."""
     valid = item["valid"].numpy().astype(bool)
     return {"dense": valid, "events": valid & item["event_mask"].numpy().astype(bool)}
 
@@ -57,6 +57,7 @@ def network_predictor(path: Path, device: torch.device, data_dir: Path, split: s
     model, ckpt = load_model_from_checkpoint(path, device, option, want_ann=want_ann)
     dataset = open_split(data_dir, split, int(ckpt["num_bins"]), ckpt["encoding"], max_examples)
     check_input_format(dataset, ckpt, path)
+    check_max_disparity(dataset.manifest, model.max_disp, str(path), data_dir)
     same = reference is not None and (dataset.num_bins, dataset.encoding) == (reference.num_bins, reference.encoding)
 
     def run(index: int, item: dict[str, Any]) -> np.ndarray:
@@ -127,11 +128,11 @@ def evaluate(
             raise UserError(f"--mask {mode}: expected dense, events or both")
     records: dict[str, dict[str, list]] = {m: {mode: [] for mode in mask_modes} for m in methods}
     seconds = dict.fromkeys(methods, 0.0)
-    fb = dataset.focal_baseline_px_m
     for index in tqdm(range(len(dataset)), desc=progress, unit="example"):
         item = dataset[index]
         gt = item["disp_px"].numpy()
         masks = gt_masks(item)
+        fb = dataset.focal_baseline_of(item["sequence"])
         preds = {}
         for name, method in methods.items():
             start = time.perf_counter()

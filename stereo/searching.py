@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from common.atomic import write_json_atomic
 from common.errors import UserError
 from common.paths import ARCHITECTURE_NAME, DGS_HISTORY_NAME, SEARCH_CHECKPOINT_NAME, SEARCH_HISTORY_NAME
+from data_tools.dataset import check_max_disparity
 from models.dgs import DGSScheduler
 from models.neurons import lif_modules
 from models.supernet import SearchStereoNet
@@ -135,6 +136,8 @@ def run_search(cfg: Config, train_set: Dataset, val_set: Dataset, out_dir: Path,
         raise UserError(f"the search needs at least 2 training examples (halves A and B), the dataset has {len(train_set)}")
     ckpt = load_checkpoint(out_dir / SEARCH_CHECKPOINT_NAME, search=True) if resume else None
 
+    if (manifest := getattr(train_set, "manifest", None)) is not None:
+        check_max_disparity(manifest, s.max_disparity_px, "search.max_disparity_px", train_set.prepared_dir)
     seed_everything(seed)
     net = build_supernet(cfg, int(train_set.in_channels), int(train_set.num_bins)).to(ctx.device)
     weights, arch = net.weight_parameters(), net.arch_parameters()

@@ -28,6 +28,7 @@ from common.paths import (
     METRICS_CSV_NAME,
     TENSORBOARD_DIR_NAME,
 )
+from data_tools.dataset import check_max_disparity
 from models.arch import Architecture, architecture_from_dict
 from models.dgs import DGSScheduler
 from models.health import health_report, layer_health
@@ -117,6 +118,8 @@ def train(
         where = init if init is not None else out_dir / LAST_CHECKPOINT_NAME
         arch = architecture_from_dict(start["architecture"], f"{where} (embedded architecture)")
 
+    if (manifest := getattr(train_set, "manifest", None)) is not None:
+        check_max_disparity(manifest, arch.max_disparity_px, "the architecture", train_set.prepared_dir)
     seed_everything(seed)
     raw = SpikingStereoNet(arch, in_channels=train_set.in_channels, ann=ann).to(ctx.device)
     optimizer = torch.optim.Adam(raw.parameters(), lr=t.lr, weight_decay=t.weight_decay)

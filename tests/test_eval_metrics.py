@@ -82,3 +82,17 @@ def test_group_aggregate_per_sequence_and_overall():
     assert groups["s2"]["mde_px"] == pytest.approx(2.0)
     assert groups["all"]["mde_px"] == pytest.approx(5.0 / 3.0)
     assert groups["all"]["images_used"] == 3
+
+
+def test_dsec_metrics_pool_over_pixels_not_images():
+    """Image A: 4 pixels, errors 1, 2, 0, 3.5; image B: 1 pixel, error 10. DSEC pools the 5 pixels;
+    the MVSEC protocol averages the two images' means."""
+    a = image_metrics(np.array([[11.0, 12.0], [4.0, 8.5]]), np.array([[10.0, 10.0], [4.0, 5.0]]), np.ones((2, 2), bool), FB)
+    b = image_metrics(np.array([[20.0]]), np.array([[10.0]]), np.ones((1, 1), bool), FB)
+    out = aggregate([a, b, None])
+    assert out["dsec_mae_px"] == pytest.approx((1 + 2 + 0 + 3.5 + 10) / 5)
+    assert out["mde_px"] == pytest.approx(((1 + 2 + 0 + 3.5) / 4 + 10) / 2)
+    assert out["dsec_1pe"] == pytest.approx(100 * 3 / 5)  # 2, 3.5, 10 exceed 1 px (strict)
+    assert out["dsec_2pe"] == pytest.approx(100 * 2 / 5)  # 3.5, 10
+    assert out["dsec_rmse_px"] == pytest.approx(math.sqrt((1 + 4 + 0 + 12.25 + 100) / 5))
+    assert math.isnan(aggregate([None])["dsec_mae_px"])

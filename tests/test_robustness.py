@@ -110,12 +110,12 @@ def test_a_bad_value_in_a_yaml_file_names_the_file(tmp_path):
 
 def test_prepare_refuses_to_start_when_the_disk_is_too_small(tmp_path, monkeypatch):
     """Checked before any HDF5 write (a full disk inside HDF5 can crash the process): nothing is written."""
-    from data_tools import make_synthetic, prepare_mvsec
+    from data_tools import make_synthetic, prepare_mvsec, prepared_folder
 
     raw = tmp_path / "raw"
     make_synthetic.main(["--out", str(raw), "--sequences", "3", "--seconds", "0.6", "--seed", "0"])
-    usage = prepare_mvsec.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(prepare_mvsec.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    usage = prepared_folder.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(prepared_folder.shutil, "disk_usage", lambda p: usage._replace(free=1000))
     with pytest.raises(UserError, match=f"disk full at {tmp_path}: preparing needs about"):
         prepare_mvsec.prepare(raw, out=tmp_path / "prepared")
     assert not (tmp_path / "prepared").exists() and [p.name for p in tmp_path.iterdir()] == ["raw"]
