@@ -20,6 +20,13 @@ DEFAULT_ENERGY_DIR = Path("runs/energy")
 DEFAULT_POINTCLOUD_DIR = Path("runs/pointcloud")
 DEFAULT_INFER_DIR = Path("runs/infer")
 DEFAULT_EVAL_PRETRAINED_DIR = Path("runs/eval_pretrained")
+# The DSEC chain's own folders (make demo-dsec), beside the MVSEC ones.
+DEFAULT_TRAIN_DSEC_DIR = Path("runs/train_dsec")
+DEFAULT_EVAL_DSEC_DIR = Path("runs/eval_dsec")
+DEFAULT_ENERGY_DSEC_DIR = Path("runs/energy_dsec")
+DEFAULT_POINTCLOUD_DSEC_DIR = Path("runs/pointcloud_dsec")
+DEFAULT_INFER_DSEC_DIR = Path("runs/infer_dsec")
+DEFAULT_DSEC_SUBMISSION_DIR = Path("runs/dsec_submission")
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHIPPED_ARCHITECTURE = REPOSITORY / "configs" / "arch" / "spikedhs_mvsec.json"
 # The pretrained checkpoints of the synthetic benchmark (weights/README.md is their model card).

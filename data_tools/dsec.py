@@ -229,10 +229,16 @@ class DsecSequence:
         self.files = files
         self.sequence = files.sequence
         self.calibration = read_calibration(files.calibration)
-        self.examples = ground_truth_examples(files) if files.role == "train" else benchmark_examples(files)
+        self.examples = {"train": ground_truth_examples, "test": benchmark_examples}.get(files.role, lambda f: [])(files)
         self.cameras = {side: DsecEventFile(files.events[side]) for side in SIDES}
         self.rectifiers = {side: load_rectify_map(files.rectify_maps[side]) for side in SIDES}
         self.t0_us = min(camera.t_offset_us for camera in self.cameras.values())
+
+    @property
+    def last_event_us(self) -> int:
+        """Absolute time of the latest event of either camera (-1 without events)."""
+        return max((cam.t_offset_us + int(read_rows(cam.fields["t"], cam.size - 1, cam.size)[0]) for cam in
+                    self.cameras.values() if cam.size), default=-1)
 
     @property
     def num_events(self) -> int:

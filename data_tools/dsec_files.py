@@ -21,7 +21,8 @@ TIMESTAMPS_FOLDER = "test_disparity_timestamps"
 
 @dataclass
 class DsecSequenceFiles:
-    """Every file of one sequence; ``disparity_dir`` and ``timestamps`` for ``train``, ``benchmark_csv`` for ``test``."""
+    """Every file of one sequence; ``disparity_dir`` and ``timestamps`` for ``train``, ``benchmark_csv`` for ``test``
+    (role ``raw``: events and calibration only, for inference)."""
 
     sequence: str
     role: str
@@ -82,3 +83,17 @@ def find_dsec_sequence(root: Path, sequence: str, role: str, timestamps_dir: Pat
             raise UserError(f"DSEC test sequence '{sequence}': {sequence}.csv (benchmark timestamps) not found; "
                             "searched: " + ", ".join(str(c) for c in candidates) + " (pass --timestamps-dir)")
     return files
+
+
+def sequence_folder_files(folder: Path) -> DsecSequenceFiles:
+    """A single DSEC sequence folder (``events/{left,right}/``, ``calibration/``), e.g. for inference."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--dsec-sequence {folder}: directory not found")
+    roots = [folder.parent]
+    return DsecSequenceFiles(
+        folder.name, "raw",
+        events={side: _find(f"events/{side}/events.h5", roots, folder.name) for side in SIDES},
+        rectify_maps={side: _find(f"events/{side}/rectify_map.h5", roots, folder.name) for side in SIDES},
+        calibration=_find("calibration/cam_to_cam.yaml", roots, folder.name),
+    )

@@ -1,9 +1,12 @@
-"""Run a checkpoint on a raw MVSEC-layout recording without ground truth, window by window.
+"""Run a checkpoint on a raw recording without ground truth, window by window: an MVSEC-layout sequence,
+or a DSEC sequence folder (``--dsec-sequence DIR`` with ``events/{left,right}/`` and ``calibration/``).
 
     python stereo/infer.py [--checkpoint runs/train/best.pt] [--mvsec-root data/synthetic]
         [--sequence NAME] [--rate-hz 20] [--window-ms 50] [--max-windows 0] [--video] [--png] [--out runs/infer]
+    python stereo/infer.py --checkpoint runs/train_dsec/best.pt --dsec-sequence ~/dsec/test/zurich_city_13_a
 
-Writes <out>/<sequence>_disparity.hdf5 with ``disparity_px`` and ``depth_m`` (N, 260, 346) float32,
+Writes <out>/<sequence>_disparity.hdf5 with ``disparity_px`` and ``depth_m`` (N, H, W) float32 (MVSEC 260 x 346,
+DSEC 480 x 640),
 ``t_us`` (N,) window ends in microseconds since the recording start and ``t_s`` (N,) absolute seconds;
 with --video a colourised <sequence>_disparity.mp4, with --png a <sequence>_png/ folder of frames.
 Every output is written under a temporary name and renamed when complete.
@@ -38,8 +41,12 @@ from data_tools.constants import (
     WINDOW_MS,
     disparity_to_depth,
 )
+from data_tools.dsec import HEIGHT_PX as DSEC_HEIGHT_PX
+from data_tools.dsec import WIDTH_PX as DSEC_WIDTH_PX
+from data_tools.dsec import read_calibration
+from data_tools.dsec_files import sequence_folder_files
 from data_tools.mvsec import find_sequence_files, read_synthetic_manifest
-from data_tools.raw_windows import count_raw_windows, iter_raw_windows
+from data_tools.raw_windows import count_dsec_windows, count_raw_windows, iter_dsec_windows, iter_raw_windows
 from stereo.checkpoint import load_model_from_checkpoint
 from stereo.config import add_config_arguments, start_cli
 
@@ -51,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder with <sequence>_data.hdf5 and the rectification maps")
     parser.add_argument("--sequence", default=None,
                         help="sequence name, e.g. indoor_flying1 (default: a synthetic recording's evaluation sequence)")
+    parser.add_argument("--dsec-sequence", type=Path, default=None,
+                        help="a DSEC sequence folder instead of an MVSEC recording (its calibration gives f*B)")
     parser.add_argument("--rate-hz", type=float, default=20.0, help="windows per second of recording")
     parser.add_argument("--window-ms", type=float, default=float(WINDOW_MS), help="events per window (ms)")
     parser.add_argument("--max-windows", type=int, default=0, help="stop after this many windows (0 = all)")
@@ -153,23 +162,31 @@ class DisparityWriter:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _, device = start_cli(args)
-    root = args.mvsec_root
-    sequence = args.sequence or default_sequence(root)
     if args.max_windows < 0:
         raise UserError(f"--max-windows {args.max_windows}: expected 0 (all) or a positive number")
     model, ckpt = load_model_from_checkpoint(args.checkpoint, device, "--checkpoint")
     num_bins, encoding = int(ckpt["num_bins"]), ckpt["encoding"]
-    fb = focal_baseline(root, sequence)
-    total = count_raw_windows(root, sequence, args.rate_hz, args.window_ms)
+    if args.dsec_sequence is not None:
+        root, sequence = args.dsec_sequence, Path(args.dsec_sequence).name
+        fb = read_calibration(sequence_folder_files(root).calibration).focal_baseline_px_m
+        height, width, max_disp = DSEC_HEIGHT_PX, DSEC_WIDTH_PX, float(model.max_disp)
+        total = count_dsec_windows(root, args.rate_hz, args.window_ms)
+        windows = iter_dsec_windows(root, args.rate_hz, args.window_ms, num_bins, encoding)
+    else:
+        root = args.mvsec_root
+        sequence = args.sequence or default_sequence(root)
+        fb = focal_baseline(root, sequence)
+        height, width, max_disp = SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX, float(MAX_DISPARITY_IN_DATA_PX)
+        total = count_raw_windows(root, sequence, args.rate_hz, args.window_ms)
+        windows = iter_raw_windows(root, sequence, args.rate_hz, args.window_ms, num_bins, encoding)
     if args.max_windows:
         total = min(total, args.max_windows)
     if total == 0:
         raise UserError(f"--sequence {sequence}: no complete {args.window_ms:g} ms window in the recording")
-    max_disp = float(MAX_DISPARITY_IN_DATA_PX)
     h5_final = args.out / f"{sequence}_disparity.hdf5"
     video_final = args.out / f"{sequence}_disparity.mp4"
     png_final = args.out / f"{sequence}_png"
-    attrs = {"checkpoint": str(args.checkpoint), "sequence": sequence, "mvsec_root": str(root), "rate_hz": args.rate_hz,
+    attrs = {"checkpoint": str(args.checkpoint), "sequence": sequence, "recording": str(root), "rate_hz": args.rate_hz,
              "window_ms": args.window_ms, "focal_baseline_px_m": fb, "num_bins": num_bins, "encoding": encoding,
              "ann": bool(ckpt["ann"])}
     if args.out.exists() and not args.out.is_dir():
@@ -180,9 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         h5_tmp = stack.enter_context(atomic_output(h5_final))
         video_tmp = stack.enter_context(atomic_output(video_final)) if args.video else None
         png_tmp = stack.enter_context(atomic_output(png_final, folder=True)) if args.png else None
-        writer = DisparityWriter(h5_tmp, SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX, video_tmp, png_tmp, args.rate_hz, attrs)
+        writer = DisparityWriter(h5_tmp, height, width, video_tmp, png_tmp, args.rate_hz, attrs)
         stack.callback(writer.close)
-        windows = iter_raw_windows(root, sequence, args.rate_hz, args.window_ms, num_bins, encoding)
         start = time.perf_counter()
         with torch.inference_mode(), tqdm(total=total, desc=f"infer {sequence}", unit="window") as bar:
             for window in itertools.islice(windows, total):
