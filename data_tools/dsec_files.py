@@ -17,6 +17,7 @@ from common.errors import UserError
 
 SIDES = ("left", "right")
 TIMESTAMPS_FOLDER = "test_disparity_timestamps"
+SYNTHETIC_DSEC_KIND = "synthetic_dsec"  # the kind in the manifest of make_synthetic.py --layout dsec
 
 
 @dataclass

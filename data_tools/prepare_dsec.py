@@ -27,7 +27,7 @@ from common.errors import UserError, run_cli
 from common.paths import DEFAULT_PREPARED_DSEC_DIR, DEFAULT_SYNTHETIC_DSEC_DIR
 from data_tools.constants import DEFAULT_NUM_BINS, WINDOW_MS
 from data_tools.dsec import HEIGHT_PX, NETWORK_MAX_DISPARITY_PX, WIDTH_PX, DsecSequence, read_disparity_png
-from data_tools.dsec_files import find_dsec_sequence, list_sequences, timestamps_dirs
+from data_tools.dsec_files import SYNTHETIC_DSEC_KIND, find_dsec_sequence, list_sequences, timestamps_dirs
 from data_tools.events import event_mask
 from data_tools.mvsec import read_synthetic_manifest
 from data_tools.prepared import FORMAT_NAME, FORMAT_VERSION, SequenceWriter, disparity_range_entries
@@ -41,7 +41,6 @@ from data_tools.prepared_folder import (
 from data_tools.splits import DSEC_EVAL_SEQUENCES, DSEC_VAL_SEQUENCES, dsec_roles
 from data_tools.voxel import check_encoding
 
-SYNTHETIC_DSEC_KIND = "synthetic_dsec"
 SPLIT_OF_ROLE = {"train": "train", "val": "val", "eval": "test", "benchmark": "benchmark"}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data_tools.constants import BASELINE_M, CX_PX, CY_PX, FOCAL_PX, SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX
+from data_tools.synthetic_camera import BLOCK_MARGIN_PX, MVSEC_CAMERA, Camera, rectified_rays
 
 TILE = 128
 SKY_LOG_INTENSITY = float(np.log(0.35))
@@ -61,32 +61,39 @@ def _periodic_noise(rng: np.random.Generator, correlation_texels: float) -> np.n
 class Scene:
     patches: list[Patch]
     atlas: np.ndarray  # float32 (TILE + 1, P_total * (TILE + 1)) log intensity; last tile = sky
-    trajectory: dict[str, np.ndarray]  # amplitudes, angular frequencies, phases of the motion
+    trajectory: dict[str, np.ndarray]  # amplitudes, angular frequencies, phases of the motion, fixed tilt
+    camera: Camera = MVSEC_CAMERA  # the rig the scene is rendered for (intrinsics, baseline)
 
     def pose(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
         """World-from-left-camera rotation and left camera centre at time t_s."""
         tr = self.trajectory
         wave = tr["amp"] * np.sin(tr["omega"] * t_s + tr["phase"])
         position = wave[:3] + tr["velocity"] * t_s
-        return _rotation(*wave[3:]), position
+        return _rotation(*(wave[3:] + tr["tilt"])), position
 
     def camera_pose(self, t_s: float, side: str) -> tuple[np.ndarray, np.ndarray]:
         """Pose of either camera of the rectified rig (right = left + baseline along the camera x axis)."""
         rot, centre = self.pose(t_s)
-        return (rot, centre + rot[:, 0] * BASELINE_M) if side == "right" else (rot, centre)
+        return (rot, centre + rot[:, 0] * self.camera.baseline) if side == "right" else (rot, centre)
 
 
-def make_scene(rng: np.random.Generator) -> Scene:
-    """Back wall, floor, boxes, slanted and near panels, one nearly textureless panel (0.6–8 m)."""
+def make_scene(rng: np.random.Generator, camera: Camera = MVSEC_CAMERA, scale: float = 1.0,
+               tilt_rad: float = 0.0, speed: float = 1.0) -> Scene:
+    """Back wall, floor, boxes, slanted and near panels, one nearly textureless panel (0.6–8 m at scale 1).
+
+    ``scale`` multiplies every length (geometry and translation) and so divides every disparity: a
+    wider rig sees the same scene at the same disparities with ``scale`` = its f·B over MVSEC's.
+    ``tilt_rad`` pitches the rig up, for a narrower view that would otherwise miss the open sky;
+    ``speed`` replays the same trajectory faster or slower (a longer focal length sees more motion)."""
     ex, ey, ez = np.eye(3)
     patches: list[Patch] = []
     contrasts: list[float] = []
     bases: list[float] = []
 
     def add(center, u, v, hu, hv, distance, contrast, two_sided=True):
-        texel = distance / FOCAL_PX * rng.uniform(1.0, 2.0)
-        patches.append(Patch(np.asarray(center, float), np.asarray(u, float), np.asarray(v, float), hu, hv,
-                             texel, two_sided))
+        texel = distance * scale / camera.focal * rng.uniform(1.0, 2.0)  # 1-2 px at that distance
+        patches.append(Patch(np.asarray(center, float) * scale, np.asarray(u, float), np.asarray(v, float),
+                             hu * scale, hv * scale, texel, two_sided))
         contrasts.append(contrast)
         bases.append(rng.uniform(0.2, 0.8))
 
@@ -122,19 +129,16 @@ def make_scene(rng: np.random.Generator) -> Scene:
     for contrast, base in zip(contrasts + [0.0], bases + [float(np.exp(SKY_LOG_INTENSITY))]):
         tile = np.log(base) + contrast * _periodic_noise(rng, rng.uniform(2.0, 4.0))
         tiles.append(np.pad(tile, ((0, 1), (0, 1)), mode="wrap"))
+    amp = np.array([0.2, 0.06, 0.1, 0.08, 0.04, 0.03]) * rng.uniform(0.7, 1.3, 6)
+    amp[:3] *= scale
     trajectory = {
-        "amp": np.array([0.2, 0.06, 0.1, 0.08, 0.04, 0.03]) * rng.uniform(0.7, 1.3, 6),
-        "omega": rng.uniform(0.8, 1.8, 6),
+        "amp": amp,
+        "omega": rng.uniform(0.8, 1.8, 6) * speed,
         "phase": rng.uniform(0, 2 * np.pi, 6),
-        "velocity": np.array([0.0, 0.0, rng.uniform(0.05, 0.15)]),
+        "velocity": np.array([0.0, 0.0, rng.uniform(0.05, 0.15) * scale * speed]),
+        "tilt": np.array([0.0, tilt_rad, 0.0]),
     }
-    return Scene(patches, np.concatenate(tiles, axis=1).astype(np.float32), trajectory)
-
-
-def rectified_rays() -> tuple[np.ndarray, np.ndarray]:
-    """Normalised ray coordinates (x, y) of every rectified pixel, float32 (H, W)."""
-    ys, xs = np.mgrid[0:SENSOR_HEIGHT_PX, 0:SENSOR_WIDTH_PX].astype(np.float32)
-    return (xs - CX_PX) / FOCAL_PX, (ys - CY_PX) / FOCAL_PX
+    return Scene(patches, np.concatenate(tiles, axis=1).astype(np.float32), trajectory, camera)
 
 
 def render(scene: Scene, rot: np.ndarray, centre: np.ndarray, ray_x: np.ndarray, ray_y: np.ndarray,
@@ -150,7 +154,7 @@ def render(scene: Scene, rot: np.ndarray, centre: np.ndarray, ray_x: np.ndarray,
         plane_d = float(n_c @ rel)
         if not patch.two_sided and plane_d >= 0:  # back face
             continue
-        block = _block(rel + patch.corners @ rot, height, width)
+        block = _block(rel + patch.corners @ rot, scene.camera, height, width)
         if block is None:
             continue
         rx, ry = ray_x[block], ray_y[block]
@@ -175,20 +179,27 @@ def render(scene: Scene, rot: np.ndarray, centre: np.ndarray, ray_x: np.ndarray,
     return depth, log_intensity
 
 
+def rectified_view_depth(scene: Scene, t_s: float, side: str,
+                         rays: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Depth (camera Z, inf where nothing) of either camera on the rectified grid: the ground truth."""
+    ray_x, ray_y = rectified_rays(scene.camera) if rays is None else rays
+    return render(scene, *scene.camera_pose(t_s, side), ray_x, ray_y, with_intensity=False)[0]
+
+
 def _wrap(coord_m: np.ndarray, texel_m: float) -> np.ndarray:
     """Texel coordinate modulo the tile (floor-based: several times faster than np.mod on float32)."""
     texels = coord_m * np.float32(1 / texel_m)
     return texels - np.floor(texels * np.float32(1 / TILE)) * np.float32(TILE)
 
 
-def _block(corners: np.ndarray, height: int, width: int, margin: int = 4):
+def _block(corners: np.ndarray, camera: Camera, height: int, width: int, margin: int = BLOCK_MARGIN_PX):
     """Pixel rectangle that can see a patch with these camera-frame corners (full frame if one is behind)."""
     if (corners[:, 2] <= 0.05).all():
         return None
     if (corners[:, 2] <= 0.05).any():
         return (slice(0, height), slice(0, width))
-    px = FOCAL_PX * corners[:, 0] / corners[:, 2] + CX_PX
-    py = FOCAL_PX * corners[:, 1] / corners[:, 2] + CY_PX
+    px = camera.focal * corners[:, 0] / corners[:, 2] + camera.cx
+    py = camera.focal * corners[:, 1] / corners[:, 2] + camera.cy
     x0, x1 = max(0, int(px.min()) - margin), min(width, int(np.ceil(px.max())) + margin)
     y0, y1 = max(0, int(py.min()) - margin), min(height, int(np.ceil(py.max())) + margin)
     if x0 >= x1 or y0 >= y1:
