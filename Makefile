@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 SYSTEM_LIBS := libusb-1.0-0 libvulkan1 mesa-vulkan-drivers
 
-.PHONY: demo test bench lint system-libs clean-runs
+.PHONY: demo demo-dsec test bench lint system-libs clean-runs
 
 # torch first and pinned (a bare requirement pulls a multi-GB CUDA build); then the project with its
 # extras; then spikingjelly without its declared torchvision/torchaudio (unused here, see README).
@@ -34,6 +34,10 @@ system-libs:
 
 demo: $(STAMP)
 	$(PY) -m stereo.demo
+
+# The DSEC chain on the synthetic DSEC-layout recording, ending in a benchmark submission.
+demo-dsec: $(STAMP)
+	$(PY) -m stereo.demo --dataset dsec
 
 # One thread per process: the DDP tests start several processes on small CPUs.
 test: $(STAMP)

@@ -34,10 +34,9 @@ SHALLOW_ARCHITECTURE = ROOT / "configs" / "arch" / "spikedhs_shallow_fm4.json"
 def constant_prediction_mde(prepared: Path) -> tuple[float, float]:
     """(median training disparity, the validation MDE of predicting it everywhere)."""
     from data_tools.dataset import StereoEventDataset
+    from eval.evaluate import median_training_disparity
 
-    train = StereoEventDataset(prepared, "train")
-    values = np.concatenate([train[i]["disp_px"][train[i]["valid"]].numpy() for i in range(len(train))])
-    median = float(np.median(values))
+    median = median_training_disparity(prepared)
     val = StereoEventDataset(prepared, "val")
     errors = [float(np.abs(val[i]["disp_px"][val[i]["valid"]].numpy() - median).mean()) for i in range(len(val))]
     return median, float(np.mean(errors))

@@ -1,7 +1,7 @@
 """Evaluate disparity and depth error of a checkpoint (and baselines) by the published protocol (SPEC §8).
 
     python eval/disparity.py [--checkpoint runs/train/best.pt] [--data data/prepared] [--split test]
-        [--mask both] [--include-empty] [--baselines sgbm,ann --ann-checkpoint runs/train_ann/best.pt]
+        [--mask both] [--include-empty] [--baselines sgbm,ann,constant --ann-checkpoint runs/train_ann/best.pt]
         [--viz [--viz-indices 0,5,9|all]] [--out runs/eval]
 
 Writes metrics.json and metrics.csv (method, mask, sequence -> MDE, 1/2/3PA, RMSE, depth errors,
@@ -22,12 +22,12 @@ from common.atomic import atomic_path, write_json_atomic
 from common.errors import UserError, run_cli
 from common.metrics import METRIC_KEYS, POOLED_KEYS
 from data_tools.prepared import EVENT_MASK_RULES
-from eval.evaluate import CountImages, SGBMMethod, evaluate, network_predictor
+from eval.evaluate import ConstantMethod, CountImages, SGBMMethod, evaluate, network_predictor
 from eval.plots import example_panel, summary_grid
 from stereo.config import add_config_arguments, start_cli
 
-METHOD_LABELS = {"snn": "SNN", "ann": "ANN twin", "sgbm": "SGBM"}
-BASELINES = ("sgbm", "ann")
+METHOD_LABELS = {"snn": "SNN", "ann": "ANN twin", "sgbm": "SGBM", "constant": "constant"}
+BASELINES = ("sgbm", "ann", "constant")
 SUMMARY_ROWS = 4
 
 
@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="ground-truth mask(s) to report (default: config eval.mask)")
     parser.add_argument("--include-empty", action="store_true", default=None,
                         help="count images without valid pixels with zero error (DDES) instead of skipping them")
-    parser.add_argument("--baselines", default="", help="comma-separated: sgbm, ann")
+    parser.add_argument("--baselines", default="",
+                        help="comma-separated: sgbm, ann, constant (the median training disparity everywhere)")
     parser.add_argument("--ann-checkpoint", type=Path, default=paths.DEFAULT_TRAIN_ANN_DIR / paths.BEST_CHECKPOINT_NAME)
     parser.add_argument("--viz", action="store_true", help="write panel PNGs and a summary figure")
     parser.add_argument("--viz-indices", default="", help="'all' or comma-separated example indices (default: evenly spaced)")
@@ -52,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def parse_baselines(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if unknown := [n for n in names if n not in BASELINES]:
-        raise UserError(f"--baselines {text}: unknown baseline(s) {', '.join(unknown)}; expected a subset of sgbm,ann")
+        raise UserError(f"--baselines {text}: unknown baseline(s) {', '.join(unknown)}; expected a subset of {','.join(BASELINES)}")
     return names
 
 
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         sgbm = SGBMMethod(args.data, args.split, limit, cfg.eval.sgbm_tune_examples, counts)
         methods["sgbm"] = sgbm
         print(f"SGBM tuned on {sgbm.tuned_on}: {sgbm.params.to_dict()}")
+    if "constant" in baselines:
+        methods["constant"] = ConstantMethod(args.data)
+        print(f"constant baseline: {methods['constant'].value:.2f} px (median training disparity) everywhere")
 
     colour_max = float(dataset.manifest["max_disparity_in_data_px"]) or float(ckpt["architecture"]["max_disparity_px"])
     chosen = set(viz_indices(args.viz_indices, len(dataset), cfg.eval.viz_examples)) if args.viz else set()

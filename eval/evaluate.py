@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from common.errors import UserError
 from common.metrics import group_aggregate, image_metrics
-from data_tools.dataset import StereoEventDataset, check_max_disparity
+from data_tools.dataset import StereoEventDataset, check_max_disparity, valid_disparity
+from data_tools.prepared import read_manifest
 from eval.runner import check_input_format, open_split, predict
 from eval.sgbm import count_image, parameter_grid, sgbm_disparity, tune
 from stereo.checkpoint import load_model_from_checkpoint
@@ -95,6 +97,35 @@ class SGBMMethod:
         return {"params": self.params.to_dict(), "grid": self.grid, "tuned_on": self.tuned_on,
                 "invalid_handling": "SGBM's invalid pixels filled from the nearest valid SGBM pixel; all GT pixels scored",
                 "mean_valid_fraction": float(np.mean(self.valid_fractions)) if self.valid_fractions else None}
+
+
+def median_training_disparity(data_dir: Path) -> float:
+    """The median valid ground-truth disparity of the training split (read from the prepared maps only)."""
+    manifest = read_manifest(data_dir)
+    values, handles = [], {}
+    try:
+        for seq, row in manifest["splits"]["train"]:
+            if seq not in handles:
+                handles[seq] = h5py.File(Path(data_dir) / manifest["sequences"][seq]["file"], "r")
+            disp = handles[seq]["disp_px"][row]
+            values.append(disp[valid_disparity(disp)])
+    finally:
+        for handle in handles.values():
+            handle.close()
+    known = np.concatenate(values) if values else np.zeros(0)
+    if not known.size:
+        raise UserError(f"--data {data_dir}: the training split has no valid ground truth for the constant baseline")
+    return float(np.median(known))
+
+
+class ConstantMethod:
+    """The median training disparity everywhere: the "predict the mean" plateau a network must leave."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.value = median_training_disparity(data_dir)
+
+    def __call__(self, index: int, item: dict[str, Any]) -> np.ndarray:
+        return np.full(tuple(item["disp_px"].shape), self.value, dtype=np.float32)
 
 
 # results[method][mask][group] -> metrics: method is a key of the methods passed in (snn, ann, sgbm),

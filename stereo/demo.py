@@ -49,14 +49,50 @@ STEPS: list[tuple[str, list[str], list[Path]]] = [
 ]
 
 
+DSEC_DATA = ["--data", str(paths.DEFAULT_PREPARED_DSEC_DIR)]
+DSEC_CONFIG = ["--config", "configs/dsec_synthetic.yaml"]
+DSEC_CHECKPOINT = ["--checkpoint", str(paths.DEFAULT_TRAIN_DSEC_DIR / paths.BEST_CHECKPOINT_NAME)]
+DSEC_TEST_SEQUENCE = paths.DEFAULT_SYNTHETIC_DSEC_DIR / "test" / "zurich_city_synthetic_t"
+
+# `make demo-dsec`: the same chain on the synthetic DSEC-layout recording (480 x 640), ending in a
+# benchmark submission. The SNN is fine-tuned from the pretrained synthetic-MVSEC weights.
+DSEC_STEPS: list[tuple[str, list[str], list[Path]]] = [
+    ("prepare the synthetic DSEC-layout recording", ["data_tools/prepare_dsec.py"],
+     [paths.DEFAULT_SYNTHETIC_DSEC_DIR, paths.DEFAULT_PREPARED_DSEC_DIR]),
+    ("fine-tune the pretrained SNN on it", ["stereo/train.py", *DSEC_DATA, *DSEC_CONFIG, "--init", PRETRAINED_SNN_ARG,
+                                            "--out", str(paths.DEFAULT_TRAIN_DSEC_DIR)],
+     [paths.DEFAULT_TRAIN_DSEC_DIR]),
+    ("evaluate (MVSEC and DSEC metrics, pictures, SGBM and constant baselines)",
+     ["eval/disparity.py", "--viz", "--baselines", "sgbm,constant", "--mask", "both", *DSEC_DATA, *DSEC_CONFIG,
+      *DSEC_CHECKPOINT, "--out", str(paths.DEFAULT_EVAL_DSEC_DIR)],
+     [paths.DEFAULT_EVAL_DSEC_DIR]),
+    ("energy report at 480 x 640", ["eval/energy.py", *DSEC_DATA, *DSEC_CONFIG, *DSEC_CHECKPOINT, "--metrics",
+                                    str(paths.DEFAULT_EVAL_DSEC_DIR / "metrics.json"), "--out",
+                                    str(paths.DEFAULT_ENERGY_DSEC_DIR)],
+     [paths.DEFAULT_ENERGY_DSEC_DIR]),
+    ("point cloud (DSEC intrinsics)", ["eval/pointcloud.py", "--index", "0", *DSEC_DATA, *DSEC_CHECKPOINT,
+                                       "--out", str(paths.DEFAULT_POINTCLOUD_DSEC_DIR)],
+     [paths.DEFAULT_POINTCLOUD_DSEC_DIR]),
+    ("benchmark submission (checked like DSEC's checker)", ["eval/dsec_submission.py"],
+     [paths.DEFAULT_DSEC_SUBMISSION_DIR]),
+    ("inference on the raw test sequence folder", ["stereo/infer.py", *DSEC_CHECKPOINT, "--dsec-sequence",
+                                                   str(DSEC_TEST_SEQUENCE), "--max-windows", "4", "--png",
+                                                   "--out", str(paths.DEFAULT_INFER_DSEC_DIR)],
+     [paths.DEFAULT_INFER_DSEC_DIR]),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="device for search, training and evaluation")
+    parser.add_argument("--dataset", choices=("mvsec", "dsec"), default="mvsec",
+                        help="which synthetic recording's chain to run (make demo / make demo-dsec)")
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
+    steps = DSEC_STEPS if args.dataset == "dsec" else STEPS
     timings = []
-    for index, (title, command, _) in enumerate(STEPS, 1):
-        print(f"\n=== [{index}/{len(STEPS)}] {title}: python {' '.join(command)}", flush=True)
+    for index, (title, command, _) in enumerate(steps, 1):
+        print(f"\n=== [{index}/{len(steps)}] {title}: python {' '.join(command)}", flush=True)
         needs_device = command[0].startswith(("stereo/", "eval/"))
         extra = ["--device", args.device] if needs_device else []
         start = time.perf_counter()
@@ -66,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             return result.returncode
         timings.append(time.perf_counter() - start)
     print("\n=== demo finished; outputs:")
-    for (title, _, outputs), seconds in zip(STEPS, timings):
+    for (title, _, outputs), seconds in zip(steps, timings):
         where = ", ".join(str(root / p) for p in outputs)
         print(f"  {title:<66} {seconds:7.1f} s  -> {where}")
     return 0

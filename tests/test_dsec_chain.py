@@ -99,10 +99,13 @@ def test_eval_reports_dsec_pooled_metrics_and_the_window_event_mask(chain, tmp_p
     root, _, ckpt = chain
     out = tmp_path / "eval"
     assert disparity_cli.main(["--checkpoint", str(ckpt), "--data", str(root / "prepared"), "--mask", "both",
-                               "--out", str(out), "--device", "cpu"]) == 0
+                               "--baselines", "constant", "--out", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "pooled over pixels (DSEC benchmark)" in text and "pixels with a left event in the window" in text
-    result = json.loads((out / "metrics.json").read_text())["results"]["snn"]["dense"]["all"]
+    results = json.loads((out / "metrics.json").read_text())["results"]
+    constant = results["constant"]["dense"]["all"]  # training disparity 10 px, evaluation sequence 12 px
+    assert constant["dsec_mae_px"] == pytest.approx(2.0) and constant["dsec_1pe"] == 100.0 and constant["dsec_2pe"] == 0.0
+    result = results["snn"]["dense"]["all"]
     assert result["num_pixels"] == 3 * 480 * 640 // 2  # thun_00_a: 3 maps, bottom half known
     assert result["dsec_mae_px"] == pytest.approx(result["mde_px"])  # equal pixel counts per image
 
