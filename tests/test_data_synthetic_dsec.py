@@ -16,6 +16,8 @@ from scipy.ndimage import gaussian_filter
 
 from common.errors import UserError
 from data_tools import make_synthetic
+from data_tools.dataset import StereoEventDataset
+from data_tools.prepare_dsec import prepare
 from data_tools.synthetic_dsec import generate_dsec, sequence_scene
 
 SEED = 5
@@ -168,12 +170,8 @@ def _rectified_counts(folder: Path, side: str, t_end_abs: int, window_us: int = 
     return gaussian_filter(image, 1.0)
 
 
-def test_events_agree_with_the_disparity(recording, manifest):
-    """Right events shifted by the ground truth line up with the left ones, each in its own time base."""
-    folder = recording / "train" / TRAIN[0]
-    t_end = manifest["t_offset_us"]["left"] + 200_000  # 000004.png
-    left, right = (_rectified_counts(folder, side, t_end) for side in ("left", "right"))
-    disp = _read_png(folder / "disparity" / "event" / "000004.png") / 256.0
+def _alignment_scores(left: np.ndarray, right: np.ndarray, disp: np.ndarray) -> dict[float, float]:
+    """Correlation of the left counts with the right ones warped by the ground truth plus an offset."""
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
     scores = {}
     for extra in (-3.0, -0.5, 0.0, 0.5, 3.0):  # the ground truth plus a wrong offset
@@ -181,6 +179,27 @@ def test_events_agree_with_the_disparity(recording, manifest):
         warped = cv2.remap(right.astype(np.float32), source_x, ys, cv2.INTER_LINEAR)
         mask = (disp > 0) & (source_x >= 0)
         scores[extra] = float(np.corrcoef(left[mask], warped[mask])[0, 1])
+    return scores
+
+
+def test_events_agree_with_the_disparity(recording, manifest):
+    """Right events shifted by the ground truth line up with the left ones, each in its own time base."""
+    folder = recording / "train" / TRAIN[0]
+    t_end = manifest["t_offset_us"]["left"] + 200_000  # 000004.png
+    left, right = (_rectified_counts(folder, side, t_end) for side in ("left", "right"))
+    scores = _alignment_scores(left, right, _read_png(folder / "disparity" / "event" / "000004.png") / 256.0)
+    assert max(scores, key=scores.get) == 0.0 and scores[0.0] > 0.6, scores
+    assert max(scores[-3.0], scores[3.0]) < scores[0.0] - 0.2, scores
+
+
+def test_prepared_examples_carry_the_stereo_signal(recording, tmp_path):
+    """Through prepare_dsec.py and the Dataset (reader, per-camera time base, rectification, voxels):
+    the prepared right view warped by the prepared disparity lines up with the left view."""
+    prepare(recording, out=tmp_path / "prepared")
+    item = next(i for i in StereoEventDataset(tmp_path / "prepared", "train", num_bins=1, encoding="count")
+                if i["file_index"] == 4 and i["sequence"] == TRAIN[0])
+    left, right = (gaussian_filter(item[side][0].sum(0).numpy().astype(np.float64), 1.0) for side in ("left", "right"))
+    scores = _alignment_scores(left, right, item["disp_px"].numpy())
     assert max(scores, key=scores.get) == 0.0 and scores[0.0] > 0.6, scores
     assert max(scores[-3.0], scores[3.0]) < scores[0.0] - 0.2, scores
 
