@@ -22,6 +22,7 @@ DEFAULT_INFER_DIR = Path("runs/infer")
 DEFAULT_EVAL_PRETRAINED_DIR = Path("runs/eval_pretrained")
 # The DSEC chain's own folders (make demo-dsec), beside the MVSEC ones.
 DEFAULT_TRAIN_DSEC_DIR = Path("runs/train_dsec")
+DEFAULT_TRAIN_DSEC_ANN_DIR = Path("runs/train_dsec_ann")
 DEFAULT_EVAL_DSEC_DIR = Path("runs/eval_dsec")
 DEFAULT_ENERGY_DSEC_DIR = Path("runs/energy_dsec")
 DEFAULT_POINTCLOUD_DSEC_DIR = Path("runs/pointcloud_dsec")

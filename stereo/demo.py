@@ -52,21 +52,26 @@ STEPS: list[tuple[str, list[str], list[Path]]] = [
 DSEC_DATA = ["--data", str(paths.DEFAULT_PREPARED_DSEC_DIR)]
 DSEC_CONFIG = ["--config", "configs/dsec_synthetic.yaml"]
 DSEC_CHECKPOINT = ["--checkpoint", str(paths.DEFAULT_TRAIN_DSEC_DIR / paths.BEST_CHECKPOINT_NAME)]
+DSEC_ANN_CHECKPOINT = ["--ann-checkpoint", str(paths.DEFAULT_TRAIN_DSEC_ANN_DIR / paths.BEST_CHECKPOINT_NAME)]
 DSEC_TEST_SEQUENCE = paths.DEFAULT_SYNTHETIC_DSEC_DIR / "test" / "zurich_city_synthetic_t"
 
 # `make demo-dsec`: the same chain on the synthetic DSEC-layout recording (480 x 640), ending in a
-# benchmark submission. The SNN is fine-tuned from the pretrained synthetic-MVSEC weights.
+# benchmark submission. The SNN and its twin are fine-tuned from the pretrained synthetic-MVSEC weights.
 DSEC_STEPS: list[tuple[str, list[str], list[Path]]] = [
     ("prepare the synthetic DSEC-layout recording", ["data_tools/prepare_dsec.py"],
      [paths.DEFAULT_SYNTHETIC_DSEC_DIR, paths.DEFAULT_PREPARED_DSEC_DIR]),
     ("fine-tune the pretrained SNN on it", ["stereo/train.py", *DSEC_DATA, *DSEC_CONFIG, "--init", PRETRAINED_SNN_ARG,
                                             "--out", str(paths.DEFAULT_TRAIN_DSEC_DIR)],
      [paths.DEFAULT_TRAIN_DSEC_DIR]),
-    ("evaluate (MVSEC and DSEC metrics, pictures, SGBM and constant baselines)",
-     ["eval/disparity.py", "--viz", "--baselines", "sgbm,constant", "--mask", "both", *DSEC_DATA, *DSEC_CONFIG,
-      *DSEC_CHECKPOINT, "--out", str(paths.DEFAULT_EVAL_DSEC_DIR)],
+    ("fine-tune the pretrained ANN twin on it", ["stereo/train.py", *DSEC_DATA, *DSEC_CONFIG, "--ann", "--init",
+                                                 PRETRAINED_ANN_ARG, "--out", str(paths.DEFAULT_TRAIN_DSEC_ANN_DIR)],
+     [paths.DEFAULT_TRAIN_DSEC_ANN_DIR]),
+    ("evaluate (MVSEC and DSEC metrics, pictures; twin, SGBM and constant baselines)",
+     ["eval/disparity.py", "--viz", "--baselines", "sgbm,ann,constant", "--mask", "both", *DSEC_DATA, *DSEC_CONFIG,
+      *DSEC_CHECKPOINT, *DSEC_ANN_CHECKPOINT, "--out", str(paths.DEFAULT_EVAL_DSEC_DIR)],
      [paths.DEFAULT_EVAL_DSEC_DIR]),
-    ("energy report at 480 x 640", ["eval/energy.py", *DSEC_DATA, *DSEC_CONFIG, *DSEC_CHECKPOINT, "--metrics",
+    ("energy report at 480 x 640", ["eval/energy.py", *DSEC_DATA, *DSEC_CONFIG, *DSEC_CHECKPOINT,
+                                    *DSEC_ANN_CHECKPOINT, "--metrics",
                                     str(paths.DEFAULT_EVAL_DSEC_DIR / "metrics.json"), "--out",
                                     str(paths.DEFAULT_ENERGY_DSEC_DIR)],
      [paths.DEFAULT_ENERGY_DSEC_DIR]),
