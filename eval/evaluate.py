@@ -82,7 +82,10 @@ class SGBMMethod:
             pairs.append((left, right))
             gts.append(item["disp_px"].numpy())
             masks.append(gt_masks(item)["dense"])
-        self.params, self.grid = tune(pairs, gts, masks, parameter_grid())
+        # SGBM searches 1..num_disparities (a multiple of 16): at least 48, and enough for the data's range.
+        data_max = int(val.dataset.manifest.get("max_disparity_in_data_px", 0))
+        num_disparities = max(48, -(-(data_max + 1) // 16) * 16)
+        self.params, self.grid = tune(pairs, gts, masks, parameter_grid(num_disparities))
         self.tuned_on = f"val ({len(val)} examples, dense MDE)"
         self.counts = counts or CountImages(data_dir, split, max_examples)
         self.valid_fractions: list[float] = []

@@ -119,3 +119,15 @@ def test_a_network_below_the_datas_disparity_is_refused(tmp_path):
     with pytest.raises(UserError, match="the network's maximum disparity is 24 px, but the ground truth in .* reaches 30 px"):
         disparity_cli.main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "prepared"), "--out",
                             str(tmp_path / "eval"), "--device", "cpu"])
+
+
+def test_sgbm_searches_the_datas_whole_disparity_range(tmp_path):
+    """A 48 px search would leave 60 px ground truth unreachable: the grid widens to the next multiple of 16."""
+    from eval.evaluate import SGBMMethod
+
+    root = tmp_path / "dsec"
+    for k, name in enumerate(("zurich_city_01_a", "zurich_city_02_a", "thun_00_a")):
+        fx.write_train_sequence(root / "train" / name, seed=k, frames=2, disparity_px=60.0)
+    prepare(root, out=tmp_path / "prepared", **SPLITS)
+    sgbm = SGBMMethod(tmp_path / "prepared", "test", 0, 1)
+    assert sgbm.params.num_disparities == 64 and {g["num_disparities"] for g in sgbm.grid} == {64}
