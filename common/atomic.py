@@ -69,6 +69,27 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def atomic_output(final: Path, folder: bool = False) -> Iterator[Path]:
+    """A temporary file (same extension: writers pick the format by it) or folder beside ``final``,
+    renamed onto it only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final.parent, final.name, final.suffix)  # what a killed earlier run left
+    tmp = temporary_name(final, suffix=final.suffix)  # keeps the extension: writers pick the format by it
+    if folder:
+        tmp.mkdir(exist_ok=True)
+    try:
+        yield tmp
+        if folder and final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        elif tmp.exists():
+            tmp.unlink()
+
+
 def json_safe(value: Any) -> Any:
     """NaN and infinities as null: strict JSON parsers reject the bare ``NaN`` Python writes."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -32,14 +32,15 @@ from data_tools.events import event_mask
 from data_tools.mvsec import read_synthetic_manifest
 from data_tools.prepared import FORMAT_NAME, FORMAT_VERSION, SequenceWriter, disparity_range_entries
 from data_tools.prepared_folder import (
+    add_output_arguments,
     check_free_space,
+    check_output_options,
     fingerprint,
     report_range,
     reuse_if_up_to_date,
     write_prepared,
 )
 from data_tools.splits import DSEC_EVAL_SEQUENCES, DSEC_VAL_SEQUENCES, dsec_roles
-from data_tools.voxel import check_encoding
 
 SPLIT_OF_ROLE = {"train": "train", "val": "val", "eval": "test", "benchmark": "benchmark"}
 
@@ -59,11 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"held-out evaluation sequences, the 'test' split (default {','.join(DSEC_EVAL_SEQUENCES)})")
     parser.add_argument("--timestamps-dir", type=Path, default=None,
                         help="folder of the benchmark's <sequence>.csv files (default: ROOT/test_disparity_timestamps)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_PREPARED_DSEC_DIR, help="prepared dataset folder")
-    parser.add_argument("--window-ms", type=int, default=WINDOW_MS, help="event window before each disparity map")
-    parser.add_argument("--num-bins", type=int, default=DEFAULT_NUM_BINS, help="default time bins T (manifest)")
-    parser.add_argument("--encoding", default="binary", help="default encoding: binary, count or signed (manifest)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
+    add_output_arguments(parser, DEFAULT_PREPARED_DSEC_DIR, "event window before each disparity map")
     return parser
 
 
@@ -125,11 +122,7 @@ def prepare(dsec_root: Path | None = None, sequences: list[str] | None = None, o
             val: list[str] | None = None, evaluate: list[str] | None = None, timestamps_dir: Path | None = None,
             force: bool = False) -> dict:
     """Prepare a DSEC download; returns the manifest. See the module docstring."""
-    check_encoding(encoding)
-    if num_bins < 1:
-        raise UserError(f"--num-bins {num_bins}: expected at least 1")
-    if window_ms < 1:
-        raise UserError(f"--window-ms {window_ms}: expected at least 1")
+    check_output_options(window_ms, num_bins, encoding)
     if dsec_root is None:
         dsec_root = DEFAULT_SYNTHETIC_DSEC_DIR
         if read_synthetic_manifest(dsec_root, SYNTHETIC_DSEC_KIND) is None:

@@ -40,7 +40,9 @@ from data_tools.events import event_mask, seconds_to_us
 from data_tools.mvsec import check_family, find_sequence_files, read_synthetic_manifest
 from data_tools.prepared import FORMAT_NAME, FORMAT_VERSION, SequenceWriter, disparity_range_entries
 from data_tools.prepared_folder import (
+    add_output_arguments,
     check_free_space,
+    check_output_options,
     fingerprint,
     report_range,
     reuse_if_up_to_date,
@@ -56,7 +58,6 @@ from data_tools.splits import (
     synthetic_frames,
     synthetic_num_val,
 )
-from data_tools.voxel import check_encoding
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,11 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", type=int, default=None,
                         help="indoor_flying split 1, 2 or 3 (default 1; a synthetic recording uses its own)")
     parser.add_argument("--family", default="indoor_flying", help="sequence family of a real recording")
-    parser.add_argument("--out", type=Path, default=DEFAULT_PREPARED_DIR, help="prepared dataset folder")
-    parser.add_argument("--window-ms", type=int, default=WINDOW_MS, help="event window before each depth frame")
-    parser.add_argument("--num-bins", type=int, default=DEFAULT_NUM_BINS, help="default time bins T (manifest)")
-    parser.add_argument("--encoding", default="binary", help="default encoding: binary, count or signed (manifest)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
+    add_output_arguments(parser, DEFAULT_PREPARED_DIR, "event window before each depth frame")
     return parser
 
 
@@ -112,11 +109,7 @@ def prepare(mvsec_root: Path | None = None, split: int | None = None, out: Path 
             window_ms: int = WINDOW_MS, num_bins: int = DEFAULT_NUM_BINS, encoding: str = "binary",
             force: bool = False, family: str = "indoor_flying") -> dict:
     """Prepare a recording; returns the manifest. See the module docstring."""
-    check_encoding(encoding)
-    if num_bins < 1:
-        raise UserError(f"--num-bins {num_bins}: expected at least 1")
-    if window_ms < 1:
-        raise UserError(f"--window-ms {window_ms}: expected at least 1")
+    check_output_options(window_ms, num_bins, encoding)
     if split is not None and split not in (1, 2, 3):
         real_split(split)
     if mvsec_root is None:

@@ -6,6 +6,7 @@ killed or failed run leaves the previous dataset intact; a re-run on unchanged i
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 from collections.abc import Callable
@@ -13,11 +14,31 @@ from pathlib import Path
 
 from common.atomic import remove_stale_temporaries, temporary_name, write_json_atomic
 from common.errors import UserError
+from data_tools.constants import DEFAULT_NUM_BINS, WINDOW_MS
 from data_tools.prepared import MANIFEST_NAME, read_manifest
+from data_tools.voxel import check_encoding
 
 # Prepared bytes per raw event, measured on the synthetic recordings (about 7 bytes an event with Blosc)
 # with a margin: an HDF5 write that hits a full disk can crash the process, so space is checked first.
 BYTES_PER_EVENT = 10
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, default_out: Path, window_help: str) -> None:
+    """The options every prepare tool shares: output folder, window and the manifest's voxel defaults."""
+    parser.add_argument("--out", type=Path, default=default_out, help="prepared dataset folder")
+    parser.add_argument("--window-ms", type=int, default=WINDOW_MS, help=window_help)
+    parser.add_argument("--num-bins", type=int, default=DEFAULT_NUM_BINS, help="default time bins T (manifest)")
+    parser.add_argument("--encoding", default="binary", help="default encoding: binary, count or signed (manifest)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
+
+
+def check_output_options(window_ms: int, num_bins: int, encoding: str) -> None:
+    """UserErrors for the shared options, before any input is read."""
+    check_encoding(encoding)
+    if num_bins < 1:
+        raise UserError(f"--num-bins {num_bins}: expected at least 1")
+    if window_ms < 1:
+        raise UserError(f"--window-ms {window_ms}: expected at least 1")
 
 
 def fingerprint(paths: list[Path]) -> dict[str, list[int]]:

@@ -14,8 +14,6 @@ The folder is written under a temporary name and renamed when complete and check
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 from pathlib import Path
 
 import cv2
@@ -23,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import paths
-from common.atomic import remove_stale_temporaries, temporary_name
+from common.atomic import atomic_output
 from common.errors import UserError, run_cli
 from data_tools.dsec import DISPARITY_SCALE, HEIGHT_PX, WIDTH_PX, read_integer_rows
 from data_tools.prepared import read_manifest
@@ -109,23 +107,15 @@ def write_submission(args: argparse.Namespace) -> int:
         raise UserError(f"--data {args.data}: {dataset.height} x {dataset.width} frames; a DSEC submission needs "
                         f"{HEIGHT_PX} x {WIDTH_PX}")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out.parent, out.name)
-    tmp = temporary_name(out)
-    try:
+    with atomic_output(out, folder=True) as tmp:
         for seq in expected:
-            (tmp / seq).mkdir(parents=True)
+            (tmp / seq).mkdir()
         for index in tqdm(range(len(dataset)), desc="submission", unit="map"):
             item = dataset[index]
             name = tmp / item["sequence"] / f"{item['file_index']:06d}.png"
             if not cv2.imwrite(str(name), disparity_png(run(index, item))):
                 raise UserError(f"{name}: could not be written")
         count = check_submission(tmp, expected)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {count} disparity maps for {len(expected)} sequence(s) to {out}; the structure checks pass "
           "(zip the sequence folders for DSEC's server)")
     return 0

@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import os
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -31,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from common import paths
-from common.atomic import remove_stale_temporaries, temporary_name
+from common.atomic import atomic_output
 from common.errors import UserError, run_cli
 from data_tools.constants import (
     FOCAL_BASELINE_PX_M,
@@ -89,27 +86,6 @@ def colourise(disp_px: np.ndarray, max_disp_px: float) -> np.ndarray:
     """BGR uint8 image of a disparity map on a fixed scale (0 .. max_disp_px), the panels' colour map."""
     scaled = np.clip(disp_px / max_disp_px * 255.0, 0, 255).astype(np.uint8)
     return cv2.applyColorMap(scaled, cv2.COLORMAP_MAGMA)
-
-
-@contextlib.contextmanager
-def atomic_output(final: Path, folder: bool = False) -> Iterator[Path]:
-    """A temporary file (same extension: writers pick the format by it) or folder beside ``final``,
-    renamed onto it only if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(final.parent, final.name, final.suffix)  # what a killed earlier run left
-    tmp = temporary_name(final, suffix=final.suffix)  # keeps the extension: writers pick the format by it
-    if folder:
-        tmp.mkdir(exist_ok=True)
-    try:
-        yield tmp
-        if folder and final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp)
-        elif tmp.exists():
-            tmp.unlink()
 
 
 def remove_empty_folders(folders: list[Path]) -> None:
