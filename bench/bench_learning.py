@@ -63,6 +63,8 @@ def run_one(kind: str, seed: int, args: argparse.Namespace, arch: Path) -> Path:
                "--set", f"train.epochs={args.epochs}", *[f"--set={o}" for o in args.set]]
     if kind == "ann":
         command.append("--ann")
+    else:
+        command += [f"--set={o}" for o in args.snn_set]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
     with open(out.parent / f"{kind}_seed{seed}.log", "w") as log:
         subprocess.run(command, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -114,6 +116,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kinds", nargs="+", default=["snn", "ann"])
     parser.add_argument("--set", action="append", default=[], help="config override for both networks")
+    parser.add_argument("--snn-set", action="append", default=[],
+                        help="config override for the SNN only (the benchmark's T = 2: data.num_bins=2)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--device", default="cpu")

@@ -22,6 +22,11 @@ from data_tools.prepared import file_indices, read_events, read_manifest
 from data_tools.voxel import ENCODING_CHANNELS, check_encoding, voxelize
 
 SPLIT_NAMES = ("train", "val", "test", "benchmark")
+# Label-preserving augmentations of training crops, each applied to half the examples:
+#   vflip: both views and the ground truth upside down (rectified rows stay rows: disparity unchanged);
+#   polarity: ON and OFF events swapped (the signed encoding's sign flipped).
+# A horizontal flip is not among them: it would need the right view's disparity, which MVSEC and DSEC lack.
+AUGMENTATIONS = ("vflip", "polarity")
 
 
 def valid_disparity(disp_px: np.ndarray, max_disparity_px: float | None = None) -> np.ndarray:
@@ -46,7 +51,7 @@ class StereoEventDataset(Dataset):
 
     def __init__(self, prepared_dir: Path | str, split: str, num_bins: int | None = None,
                  encoding: str | None = None, crop: tuple[int, int] | None = None, seed: int = 0,
-                 max_examples: int = 0, max_disparity_px: float | None = None):
+                 max_examples: int = 0, max_disparity_px: float | None = None, augment: tuple[str, ...] = ()):
         self.prepared_dir = Path(prepared_dir)
         manifest = read_manifest(self.prepared_dir)
         if split not in SPLIT_NAMES:
@@ -67,6 +72,11 @@ class StereoEventDataset(Dataset):
         if crop is not None and (crop[0] > self.height or crop[1] > self.width or min(crop) < 1):
             raise UserError(f"crop {tuple(crop)}: expected 1..{self.height} x 1..{self.width}")
         self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        if unknown := sorted(set(augment) - set(AUGMENTATIONS)):
+            raise UserError(f"augmentation {', '.join(unknown)}: expected any of {', '.join(AUGMENTATIONS)}")
+        if augment and crop is None:
+            raise UserError("augmentation applies to training crops only: give a crop too")
+        self.augment = tuple(augment)
         self.seed = seed
         if split not in manifest["splits"]:
             raise UserError(f"{self.prepared_dir}: has no '{split}' split (the benchmark split comes from "
@@ -100,16 +110,36 @@ class StereoEventDataset(Dataset):
         self.epoch = epoch
         self._rng = None
 
-    def _crop_origin(self) -> tuple[int, int]:
-        """Random crop corner; each DataLoader worker draws from its own stream seeded by (seed, epoch)."""
+    def _random(self) -> np.random.Generator:
+        """The crop and augmentation stream; each DataLoader worker has its own, seeded by (seed, epoch)."""
         info = torch.utils.data.get_worker_info()
         worker = -1 if info is None else info.id
         if self._rng is None or self._rng_worker != worker:
             base = [self.seed, self.epoch]
             entropy = base if info is None else [*base, info.id, info.seed % (2**32)]
             self._rng, self._rng_worker = np.random.default_rng(entropy), worker
-        return (int(self._rng.integers(0, self.height - self.crop[0] + 1)),
-                int(self._rng.integers(0, self.width - self.crop[1] + 1)))
+        return self._rng
+
+    def _crop_origin(self) -> tuple[int, int]:
+        rng = self._random()
+        return int(rng.integers(0, self.height - self.crop[0] + 1)), int(rng.integers(0, self.width - self.crop[1] + 1))
+
+    def _augmented(self, item: dict) -> dict:
+        """The item with each configured augmentation applied with probability 1/2."""
+        rng = self._random()
+        for name in self.augment:
+            if rng.random() >= 0.5:
+                continue
+            if name == "vflip":
+                for key in (*SIDES, "disp_px", "valid", "event_mask"):
+                    item[key] = item[key].flip(-2)
+            elif self.encoding == "signed":
+                for side in SIDES:
+                    item[side] = -item[side]
+            else:
+                for side in SIDES:
+                    item[side] = item[side].flip(-3)  # (T, C, H, W): channel 0 ON, 1 OFF
+        return item
 
     def _spikes(self, events: Events, t_end_us: int, y0: int, x0: int, height: int, width: int) -> torch.Tensor:
         x = events.x.astype(np.int64) - x0
@@ -137,7 +167,7 @@ class StereoEventDataset(Dataset):
             "file_index": int(self._file_index.setdefault(sequence, file_indices(h5))[row]),
             "t_us": t_end_us,
         })
-        return item
+        return self._augmented(item) if self.augment else item
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

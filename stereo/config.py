@@ -19,6 +19,7 @@ import yaml
 
 from common.errors import UserError
 from data_tools.constants import DEFAULT_NUM_BINS, NETWORK_MAX_DISPARITY_PX
+from data_tools.dataset import AUGMENTATIONS
 from models.cost_volume import COST_VOLUMES
 from models.dgs import DGSConfig
 from stereo.losses import RatePenalty
@@ -34,6 +35,7 @@ class DataConfig:
     num_workers: int = 0
     max_train_examples: int = 0  # 0 = all; small values keep demos short
     max_val_examples: int = 0
+    augment: list[str] = field(default_factory=list)  # training crops: any of "vflip", "polarity" (data_tools.dataset)
 
 
 @dataclass
@@ -56,6 +58,9 @@ class TrainConfig:
     rate_target: float = 0.0
     rate_layer_targets: list[str] = field(default_factory=list)
     grad_clip: float = 0.0
+    # Validate and save an exponential moving average of the weights (stereo.averaging), decay per
+    # optimiser step, e.g. 0.99 (an average over the last ~100 steps); 0 = off, the raw weights.
+    ema_decay: float = 0.0
     log_every: int = 10
     # Learning curves: also validate every this many optimiser steps (0 = at epoch ends only), each
     # point a row of curve.csv (step, training seconds, validation MDE). Short runs need it to show
@@ -171,6 +176,7 @@ _MINIMUM: dict[str, int | float] = {
     "train.epochs": 1, "train.batch_size": 1, "train.lr_gamma": 0.0, "train.rate_penalty": 0.0,
     "train.grad_clip": 0.0, "train.log_every": 1, "train.precise_bn_batches": 0, "train.val_every_steps": 0,
     "train.weight_decay": 0.0, "train.rate_start_step": 0, "train.rate_ramp_steps": 0, "train.rate_target": 0.0,
+    "train.ema_decay": 0.0,
     "search.epochs": 1, "search.batch_size": 1, "search.feature_layers": 1, "search.matching_layers": 1,
     "search.filter_multiplier": 1, "search.rate_penalty": 0.0, "search.energy_penalty": 0.0, "search.grad_clip": 0.0,
     "search.arch_start_epoch": 0, "search.precise_bn_batches": 0, "search.retrain_filter_multiplier": 1,
@@ -209,6 +215,10 @@ def rate_penalty_of(train: TrainConfig) -> RatePenalty:
 def _check_range(dotted: str, value: Any, where: str) -> None:
     if dotted == "train.rate_layer_targets":
         parse_layer_targets(value, where)
+    if dotted == "data.augment" and (unknown := sorted(set(map(str, value)) - set(AUGMENTATIONS))):
+        raise UserError(f"{where}: unknown augmentation {', '.join(unknown)} (known: {', '.join(AUGMENTATIONS)})")
+    if dotted == "train.ema_decay" and value >= 1.0:
+        raise UserError(f"{where}: a decay is below 1 (0 = off), got {value!r}")
     if dotted == "train.rate_target" and value > 1.0:
         raise UserError(f"{where}: a firing rate is at most 1, got {value!r}")
     if dotted in _MINIMUM and value < _MINIMUM[dotted]:

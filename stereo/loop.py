@@ -81,11 +81,13 @@ class EpochLoop:
     log_every: int = 1
     desc: str = "epoch"
     curve: LearningCurve | None = None
+    evaluated: nn.Module | None = None  # the network validated, if not raw (a weight average)
 
 
 def run_epochs(loop: EpochLoop, start_epoch: int, ctx: DistContext) -> None:
     """Epochs ``start_epoch`` .. ``loop.epochs - 1`` (0-based) of the shared skeleton."""
     show, device = ctx.is_main, ctx.device
+    evaluated = loop.raw if loop.evaluated is None else loop.evaluated
     index = start_epoch * len(loop.train_loader)
     for epoch in range(start_epoch, loop.epochs):
         started = time.perf_counter()
@@ -110,7 +112,7 @@ def run_epochs(loop: EpochLoop, start_epoch: int, ctx: DistContext) -> None:
             if steps % max(loop.log_every, 1) == 0:
                 bar.set_postfix({name: f"{s / c:.3f}" for name, (s, c) in sums.items()})
             if loop.curve is not None and loop.val_every_steps > 0 and loop.curve.step % loop.val_every_steps == 0:
-                loop.curve.record(epoch + 1, validate(loop.raw, loop.val_loader, loop.focal_baseline_px_m, ctx,
+                loop.curve.record(epoch + 1, validate(evaluated, loop.val_loader, loop.focal_baseline_px_m, ctx,
                                                       loop.ann, show=False), ctx)
                 loop.raw.train()
         lr = float(loop.schedulers[0].optimizer.param_groups[0]["lr"])
@@ -118,8 +120,8 @@ def run_epochs(loop: EpochLoop, start_epoch: int, ctx: DistContext) -> None:
             scheduler.step()
         means = _mean_over_ranks(sums, ctx)
         if loop.precise_bn_batches > 0:
-            recalibrate_batchnorm(loop.raw, loop.train_loader, loop.precise_bn_batches, ctx)
-        val = validate(loop.raw, loop.val_loader, loop.focal_baseline_px_m, ctx, loop.ann, show)
+            recalibrate_batchnorm(evaluated, loop.train_loader, loop.precise_bn_batches, ctx)
+        val = validate(evaluated, loop.val_loader, loop.focal_baseline_px_m, ctx, loop.ann, show)
         if loop.curve is not None and loop.val_every_steps > 0 and loop.curve.step % loop.val_every_steps:
             loop.curve.record(epoch + 1, val, ctx)  # the epoch's end is a point of the curve too
         loop.end_epoch(EpochResult(epoch + 1, lr, means, val, time.perf_counter() - started))

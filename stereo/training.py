@@ -34,6 +34,7 @@ from models.dgs import DGSScheduler
 from models.health import health_report, layer_health
 from models.stereo_net import SpikingStereoNet, current_lif_b
 from models.topology import PAD_MULTIPLE
+from stereo.averaging import WeightAverage
 from stereo.checkpoint import (
     load_checkpoint,
     model_payload,
@@ -65,7 +66,8 @@ def open_datasets(prepared_dir: Path, cfg: Config, seed: int) -> tuple[Dataset, 
     if any(size <= 0 or size % PAD_MULTIPLE for size in crop):
         raise UserError(f"data.crop_height/crop_width must be positive multiples of {PAD_MULTIPLE}, got {crop}")
     common = {"num_bins": cfg.data.num_bins, "encoding": cfg.data.encoding, "seed": seed}
-    train_set = StereoEventDataset(prepared_dir, "train", crop=crop, max_examples=cfg.data.max_train_examples, **common)
+    train_set = StereoEventDataset(prepared_dir, "train", crop=crop, max_examples=cfg.data.max_train_examples,
+                                   augment=tuple(cfg.data.augment), **common)
     val_set = StereoEventDataset(prepared_dir, "val", max_examples=cfg.data.max_val_examples, **common)
     return train_set, val_set
 
@@ -130,8 +132,14 @@ def train(
         if (problem := state_mismatch(raw.state_dict(), start["model_state"])) is not None:
             raise UserError(f"{init}: weights do not fit the embedded architecture ({problem})")
         raw.load_state_dict(start["model_state"])
+        if not ann and int(start["num_bins"]) != int(train_set.num_bins) and ctx.is_main:
+            print(f"note: {init} was trained at T = {int(start['num_bins'])} time steps; fine-tuning it at "
+                  f"T = {int(train_set.num_bins)} (data.num_bins)")
+    average = WeightAverage(raw, t.ema_decay) if t.ema_decay > 0 else None
     if ckpt is not None:
-        raw.load_state_dict(ckpt["model_state"])
+        raw.load_state_dict(ckpt.get("raw_model_state", ckpt["model_state"]))
+        if average is not None and "raw_model_state" in ckpt:
+            average.restore(ckpt["model_state"], int(ckpt["ema_steps"]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
@@ -151,6 +159,8 @@ def train(
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(raw.parameters(), t.grad_clip)
         optimizer.step()
+        if average is not None:
+            average.update()
         return {"loss": loss.item()}
 
     fields = {"config": config_to_dict(cfg), "ann": ann, "in_channels": int(train_set.in_channels),
@@ -179,11 +189,14 @@ def train(
         last_row.update(row)
         if not ctx.is_main:
             return
-        payload = model_payload(raw, arch.to_dict(), epoch=result.epoch, best_val_mde_px=best["mde_px"], **fields)
+        validated = raw if average is None else average.module  # model_state: the weights validated
+        payload = model_payload(validated, arch.to_dict(), epoch=result.epoch, best_val_mde_px=best["mde_px"],
+                                **fields)
         if improved:
             save_checkpoint(out_dir / BEST_CHECKPOINT_NAME, payload)
+        resume_state = {} if average is None else {"raw_model_state": raw.state_dict(), "ema_steps": average.steps}
         save_checkpoint(out_dir / LAST_CHECKPOINT_NAME, {
-            **payload, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            **payload, **resume_state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": rng_state(), "dgs_history": dgs.history if dgs is not None else [],
             "train_time_s": curve.train_time_s,
         })
@@ -207,7 +220,8 @@ def train(
                      samplers=[sampler], crop_dataset=train_set, schedulers=[scheduler], epochs=t.epochs,
                      focal_baseline_px_m=float(getattr(val_set, "focal_baseline_px_m", 1.0)), ann=ann, dgs=dgs,
                      dgs_max_batches=cfg.dgs.max_batches, precise_bn_batches=t.precise_bn_batches,
-                     val_every_steps=t.val_every_steps, log_every=t.log_every, desc="epoch", curve=curve)
+                     val_every_steps=t.val_every_steps, log_every=t.log_every, desc="epoch", curve=curve,
+                     evaluated=None if average is None else average.module)
     run_epochs(loop, start_epoch, ctx)
     if writer is not None:
         writer.close()

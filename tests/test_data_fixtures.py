@@ -47,7 +47,7 @@ def write_manifest(folder: Path, family: str, names: list[str], val_fraction: fl
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def _random_events(rng: np.random.Generator, n: int, span_s: float) -> np.ndarray:
+def random_events(rng: np.random.Generator, n: int, span_s: float) -> np.ndarray:
     t = np.sort(T0_S + rng.uniform(0, span_s, n))
     return np.stack([rng.integers(0, W, n), rng.integers(0, H, n), t, rng.choice([-1.0, 1.0], n)], axis=1)
 
@@ -59,7 +59,7 @@ def simple_recording(folder: Path, family: str = "handmade", frames: int = 4, de
     names = [f"{family}1", f"{family}2"]
     for name in names:
         n = events_per_window * frames
-        left, right = (_random_events(rng, n, 0.05 * (frames - 1)) for _ in range(2))
+        left, right = (random_events(rng, n, 0.05 * (frames - 1)) for _ in range(2))
         depth = np.full((frames, H, W), depth_value, dtype=np.float32)
         write_sequence(folder, name, left, right, depth, T0_S + 0.05 * np.arange(frames))
     write_maps(folder, family, maps)

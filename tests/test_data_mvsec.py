@@ -7,17 +7,20 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from test_data_fixtures import (
     T0_S,
     H,
     W,
     identity_maps,
+    random_events,
     simple_recording,
     write_manifest,
     write_maps,
     write_sequence,
 )
 
+from common.errors import UserError
 from data_tools.constants import FOCAL_BASELINE_PX_M, depth_to_disparity, disparity_to_depth
 from data_tools.dataset import StereoEventDataset
 from data_tools.events import Events, event_mask
@@ -154,3 +157,42 @@ def test_windows_without_events_give_empty_tensors(tmp_path):
     assert item["left"].shape == (5, 2, H, W) and float(item["left"].sum()) == 0.0
     assert item["event_mask"].sum() == 1  # the one old event still marks its pixel
     assert item["valid"].all() and np.allclose(item["disp_px"].numpy(), 19.941772 / 2.0)
+
+
+def test_augmentations_flip_rows_or_swap_polarity_of_training_crops_only(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = 4
+    rows = np.linspace(2.0, 8.0, H, dtype=np.float32)[None, :, None]  # depth varies with the row
+    depth = np.broadcast_to(rows, (frames, H, W)).copy()
+    names = ["aug1", "aug2"]
+    for name in names:
+        left, right = (random_events(rng, 4000, 0.05 * (frames - 1)) for _ in range(2))
+        write_sequence(tmp_path / "raw", name, left, right, depth, T0_S + 0.05 * np.arange(frames))
+    write_maps(tmp_path / "raw", "aug")
+    write_manifest(tmp_path / "raw", "aug", names)
+    prepare(tmp_path / "raw", out=tmp_path / "prep")
+    full = (H, W)  # a full-size "crop": its origin is always (0, 0), so items line up with the plain ones
+    plain = StereoEventDataset(tmp_path / "prep", "train", crop=full)
+    flipped = StereoEventDataset(tmp_path / "prep", "train", crop=full, augment=("vflip",))
+    swapped = StereoEventDataset(tmp_path / "prep", "train", crop=full, augment=("polarity",))
+    seen = {"vflip": set(), "polarity": set()}
+    for i in range(len(plain)):
+        a, b, c = plain[i], flipped[i], swapped[i]
+        assert a["left"][:, 0].sum() != a["left"][:, 1].sum()  # ON and OFF differ, so a swap is visible
+        if torch.equal(b["left"], a["left"].flip(-2)):
+            seen["vflip"].add(True)
+            for key in ("right", "disp_px", "valid", "event_mask"):
+                assert torch.equal(b[key], a[key].flip(-2)), key
+            assert b["disp_px"][0, 0] == a["disp_px"][-1, 0]  # the far top row is now at the bottom
+        else:
+            seen["vflip"].add(False)
+            assert all(torch.equal(b[k], a[k]) for k in ("left", "right", "disp_px"))
+        swap = torch.equal(c["left"], a["left"].flip(-3)) and torch.equal(c["right"], a["right"].flip(-3))
+        seen["polarity"].add(swap)
+        assert swap or torch.equal(c["left"], a["left"])
+        assert torch.equal(c["disp_px"], a["disp_px"])
+    assert seen == {"vflip": {True, False}, "polarity": {True, False}}  # each applied to some examples only
+    with pytest.raises(UserError, match="augmentation hflip: expected any of vflip, polarity"):
+        StereoEventDataset(tmp_path / "prep", "train", crop=full, augment=("hflip",))
+    with pytest.raises(UserError, match="training crops only"):
+        StereoEventDataset(tmp_path / "prep", "val", augment=("vflip",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -95,9 +96,10 @@ def test_json_outputs_are_strict_nan_becomes_null(tmp_path):
     ("train.epochs=-1", "'train.epochs': must be at least 1, got -1"),
     ("train.lr=0", "'train.lr': must be greater than 0"),
     ("data.encoding=spikes", "'data.encoding': must be one of binary, count, signed"),
+    ("data.augment=[vflip,hflip]", "'data.augment': unknown augmentation hflip (known: vflip, polarity)"),
 ])
 def test_bad_config_values_are_refused_when_set(override, words):
-    with pytest.raises(UserError, match=words.replace("[", "\\[").replace("(", "\\(")):
+    with pytest.raises(UserError, match=re.escape(words)):
         load_config(None, [override])
 
 

@@ -182,7 +182,7 @@ def test_precise_bn_sets_running_statistics_to_the_average_over_batches():
     assert stem.bn.momentum == 0.1 and int(stem.bn.num_batches_tracked) == 2
 
 
-def test_init_starts_from_a_checkpoints_weights_with_a_fresh_optimiser(tmp_path):
+def test_init_starts_from_a_checkpoints_weights_with_a_fresh_optimiser(tmp_path, capsys):
     run(tmp_path, "base", epochs=1)
     base = load_checkpoint(tmp_path / "base" / "best.pt")
     train_set, val_set = toy_data()
@@ -195,6 +195,10 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_optimiser(tmp_path)
     for key, value in base["model_state"].items():
         if value.is_floating_point() and "running" not in key:
             assert torch.allclose(value, tuned["model_state"][key], atol=1e-6), key
+    assert "trained at T" not in capsys.readouterr().out  # same T: no note
+    torch.save({**base, "num_bins": 5}, tmp_path / "t5.pt")
+    train(cfg, toy_architecture(), train_set, val_set, tmp_path / "from_t5", CPU, init=tmp_path / "t5.pt")
+    assert "t5.pt was trained at T = 5 time steps; fine-tuning it at T = 2" in capsys.readouterr().out
     with pytest.raises(UserError, match="exclude each other"):
         train(cfg, toy_architecture(), train_set, val_set, tmp_path / "tuned", CPU, resume=True,
               init=tmp_path / "base" / "best.pt")
