@@ -6,7 +6,7 @@ the run validated at epoch ends only, its ``metrics.csv``) becomes one line. ``-
 a fine-tune's steps by those of the run it started from, so both sit on one axis.
 
     python bench/plot_val_curves.py runs/aug_ab/none runs/aug_ab/vflip_polarity \\
-        --labels "no augmentation" "vflip + polarity" --out docs/learning/augmentation_finetune
+        --labels "no augmentation" "vflip + polarity" --out docs/learning/finetune_variants
 """
 
 from __future__ import annotations
