@@ -27,6 +27,8 @@ class WeightAverage:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.raw = raw
         self.average = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        averaged = lif_modules(self.average.module)
+        self._lif_pairs = [(averaged[name], layer) for name, layer in lif_modules(raw).items()]  # found once
 
     @property
     def module(self) -> nn.Module:
@@ -39,8 +41,8 @@ class WeightAverage:
     @torch.no_grad()
     def update(self) -> None:
         self.average.update_parameters(self.raw)
-        for name, layer in lif_modules(self.raw).items():
-            lif_modules(self.module)[name].b.copy_(layer.b)
+        for averaged, layer in self._lif_pairs:
+            averaged.b.copy_(layer.b)
 
     def restore(self, state: dict[str, Any], steps: int) -> None:
         """Continue an average saved as ``state`` (a module state dict) after ``steps`` updates (--resume)."""

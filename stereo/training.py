@@ -136,6 +136,7 @@ def train(
             print(f"note: {init} was trained at T = {int(start['num_bins'])} time steps; fine-tuning it at "
                   f"T = {int(train_set.num_bins)} (data.num_bins)")
     average = WeightAverage(raw, t.ema_decay) if t.ema_decay > 0 else None
+    validated = raw if average is None else average.module  # what is validated and saved as model_state
     if ckpt is not None:
         raw.load_state_dict(ckpt.get("raw_model_state", ckpt["model_state"]))
         if average is not None and "raw_model_state" in ckpt:
@@ -189,7 +190,6 @@ def train(
         last_row.update(row)
         if not ctx.is_main:
             return
-        validated = raw if average is None else average.module  # model_state: the weights validated
         payload = model_payload(validated, arch.to_dict(), epoch=result.epoch, best_val_mde_px=best["mde_px"],
                                 **fields)
         if improved:
@@ -221,7 +221,7 @@ def train(
                      focal_baseline_px_m=float(getattr(val_set, "focal_baseline_px_m", 1.0)), ann=ann, dgs=dgs,
                      dgs_max_batches=cfg.dgs.max_batches, precise_bn_batches=t.precise_bn_batches,
                      val_every_steps=t.val_every_steps, log_every=t.log_every, desc="epoch", curve=curve,
-                     evaluated=None if average is None else average.module)
+                     evaluated=validated)
     run_epochs(loop, start_epoch, ctx)
     if writer is not None:
         writer.close()
