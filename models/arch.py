@@ -4,6 +4,7 @@
   "format": "spikedhs-stereo-architecture", "version": 2,
   "num_bins": 5, "max_disparity_px": 48, "cost_volume": "correlation",   # or "concat"
   "membrane_shortcuts": true,   # currents along edges and across cells (models/cells.py)
+  "readout": "spikes",          # or "current": what the cost head reads of the matching net (below)
   "feature":  {"path": [1, 0], "genotype": [[edge, op], ... 6 rows], "filter_multiplier": 8,
                "block_multiplier": 3, "steps": 3},
   "matching": {... same keys ...},
@@ -13,6 +14,12 @@
 
 Genotype rows are [edge index 0-8, op index into topology.OPS], two rows per node in node order.
 The loader says exactly what is wrong with a bad file.
+
+``readout`` (optional, default "spikes"): the matching net's last layer (the 1x1 fuse conv + BN) either
+fires (the cost head reads its spikes, averaged over T) or hands its current to the cost head. With
+"current", the fuse conv still reads binary spikes (synaptic operations) and the fuse and the cost head
+are two linear maps in a row: together, one linear readout of the last cells' spikes (the head is the
+one non-spiking layer either way; the authors' classifier reads its last layer's membrane likewise).
 
 Version 2 (cells whose edges carry currents, SPEC §6) replaced version 1 (edges that spiked). A
 version 1 file is converted on load: path and genotype mean the same cells; the ``lif_b`` entries of
@@ -34,6 +41,7 @@ from models.topology import EDGES, NUM_EDGES, NUM_LEVELS, NUM_NODES, OPS, PAD_MU
 ARCH_FORMAT = "spikedhs-stereo-architecture"
 ARCH_VERSION = 2
 DEFAULT_COST_VOLUME = "correlation"
+READOUTS = ("spikes", "current")
 
 
 @dataclass
@@ -57,6 +65,7 @@ class Architecture:
     source: str = ""
     cost_volume: str = DEFAULT_COST_VOLUME
     membrane_shortcuts: bool = True  # currents carried along edges and across cells (models/cells.py)
+    readout: str = READOUTS[0]  # what the cost head reads: the matching fuse's spikes or its current
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": ARCH_FORMAT, "version": ARCH_VERSION, **asdict(self)}
@@ -123,7 +132,7 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
     if payload.get("version") != ARCH_VERSION:
         raise UserError(f"{where}: unsupported architecture version {payload.get('version')!r} (expected {ARCH_VERSION})")
     known = {"format", "version", "feature", "matching", "num_bins", "max_disparity_px", "lif_b", "source",
-             "cost_volume", "membrane_shortcuts"}
+             "cost_volume", "membrane_shortcuts", "readout"}
     if unknown := set(payload) - known:
         raise UserError(f"{where}: unknown key(s) {sorted(unknown)}")
     for key in ("feature", "matching"):
@@ -138,9 +147,12 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
         source=payload.get("source", ""),
         cost_volume=payload.get("cost_volume", DEFAULT_COST_VOLUME),
         membrane_shortcuts=payload.get("membrane_shortcuts", True),
+        readout=payload.get("readout", READOUTS[0]),
     )
     if not isinstance(arch.membrane_shortcuts, bool):
         raise UserError(f"{where}: membrane_shortcuts must be true or false, got {arch.membrane_shortcuts!r}")
+    if arch.readout not in READOUTS:
+        raise UserError(f"{where}: readout must be one of {', '.join(READOUTS)}, got {arch.readout!r}")
     if arch.cost_volume not in COST_VOLUMES:
         raise UserError(f"{where}: cost_volume must be one of {', '.join(COST_VOLUMES)}, got {arch.cost_volume!r}")
     if not isinstance(arch.num_bins, int) or arch.num_bins < 1:

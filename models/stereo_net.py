@@ -5,7 +5,8 @@ left, right (B, T, C, H, W) event tensors
   -> feature TrellisNet (2D, spikes at level 0 = 1/3 resolution) per time step
   -> cost volume over D = maxdisp/3 per time step: correlation (AND of left and shifted right spikes,
      binary) or concatenation, as the architecture file says
-  -> matching TrellisNet (3D) -> mean over T -> Conv3d to one cost channel
+  -> matching TrellisNet (3D) -> mean over T of its fuse layer's spikes (or, with the "current" readout,
+     of the fuse's conv + BN current) -> Conv3d to one cost channel
   -> trilinear upsample to (maxdisp, H, W) -> softmin over disparity -> expectation -> crop back.
 
 The ANN twin (``ann=True``) is the same architecture with ReLU in place of every LIF, run once (T = 1)
@@ -33,10 +34,11 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
     return F.pad(x, (0, -width % multiple, 0, -height % multiple))
 
 
-def build_trellis(spec, dims: int, in_channels: int, ann: bool, shortcuts: bool) -> TrellisNet:
+def build_trellis(spec, dims: int, in_channels: int, ann: bool, shortcuts: bool,
+                  spiking_output: bool = True) -> TrellisNet:
     """A retrained feature (2D) or matching (3D) net: the decoded path and genotype of ``spec``."""
     return TrellisNet(dims, in_channels, spec.filter_multiplier, spec.steps,
-                      path_transitions(spec.path), genotype_edge_ops(spec.genotype), ann, shortcuts)
+                      path_transitions(spec.path), genotype_edge_ops(spec.genotype), ann, shortcuts, spiking_output)
 
 
 def threshold_scaled_batchnorm(model: nn.Module) -> None:
@@ -96,7 +98,7 @@ class SpikingStereoNet(StereoNet):
     def __init__(self, arch: Architecture, in_channels: int = 2, ann: bool = False) -> None:
         feature = build_trellis(arch.feature, 2, in_channels, ann, arch.membrane_shortcuts)
         matching = build_trellis(arch.matching, 3, cost_volume_channels(arch.cost_volume, feature.out_channels),
-                                 ann, arch.membrane_shortcuts)
+                                 ann, arch.membrane_shortcuts, spiking_output=arch.readout == "spikes")
         super().__init__(feature, matching, arch.cost_volume, arch.max_disparity_px, ann, arch.membrane_shortcuts)
         apply_lif_b(self, arch.lif_b)
 

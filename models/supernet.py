@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.arch import DEFAULT_COST_VOLUME, Architecture, NetSpec
+from models.arch import DEFAULT_COST_VOLUME, READOUTS, Architecture, NetSpec
 from models.cost_volume import cost_volume_channels
 from models.decode import decode_genotype, move_probabilities, viterbi_path
 from models.neurons import lif_modules
@@ -31,9 +31,10 @@ class SearchTrellis(TrellisNet):
     """A supernet feature (2D) or matching (3D) net holding its own architecture parameters."""
 
     def __init__(self, dims: int, in_channels: int, filter_multiplier: int, steps: int, num_layers: int,
-                 ann: bool = False, init_std: float = 1e-3, shortcuts: bool = True) -> None:
+                 ann: bool = False, init_std: float = 1e-3, shortcuts: bool = True,
+                 spiking_output: bool = True) -> None:
         super().__init__(dims, in_channels, filter_multiplier, steps, supernet_transitions(num_layers),
-                         all_edge_ops(), ann, shortcuts)
+                         all_edge_ops(), ann, shortcuts, spiking_output)
         self.num_layers = num_layers
         self.alpha = nn.Parameter(init_std * torch.randn(NUM_EDGES, len(OPS)))
         self.beta = nn.Parameter(init_std * torch.randn(num_layers, NUM_LEVELS, len(MOVES)))
@@ -78,17 +79,19 @@ class SearchStereoNet(StereoNet):
     def __init__(self, in_channels: int = 2, num_bins: int = 5, max_disparity_px: int = 48,
                  feature_layers: int = 2, matching_layers: int = 4, filter_multiplier: int = 4,
                  steps: int = NUM_NODES, ann: bool = False, init_std: float = 1e-3,
-                 cost_volume: str = DEFAULT_COST_VOLUME, membrane_shortcuts: bool = True) -> None:
+                 cost_volume: str = DEFAULT_COST_VOLUME, membrane_shortcuts: bool = True,
+                 readout: str = READOUTS[0]) -> None:
         feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std,
                                 membrane_shortcuts)
         matching = SearchTrellis(3, cost_volume_channels(cost_volume, feature.out_channels), filter_multiplier, steps,
-                                 matching_layers, ann, init_std, membrane_shortcuts)
+                                 matching_layers, ann, init_std, membrane_shortcuts, readout == "spikes")
         super().__init__(feature, matching, cost_volume, max_disparity_px, ann, membrane_shortcuts)
         self.num_bins = num_bins
         self.in_channels = in_channels
         self.filter_multiplier = filter_multiplier
         self.steps = steps
         self.membrane_shortcuts = membrane_shortcuts
+        self.readout = readout
 
     @classmethod
     def from_architecture(cls, arch: Architecture, in_channels: int = 2, ann: bool = False) -> SearchStereoNet:
@@ -97,7 +100,7 @@ class SearchStereoNet(StereoNet):
             raise ValueError("the supernet shares one filter multiplier between feature and matching nets")
         net = cls(in_channels, arch.num_bins, arch.max_disparity_px, len(arch.feature.path),
                   len(arch.matching.path), arch.feature.filter_multiplier, arch.feature.steps, ann,
-                  cost_volume=arch.cost_volume, membrane_shortcuts=arch.membrane_shortcuts)
+                  cost_volume=arch.cost_volume, membrane_shortcuts=arch.membrane_shortcuts, readout=arch.readout)
         net.set_discrete(arch)
         return net
 
@@ -136,7 +139,7 @@ class SearchStereoNet(StereoNet):
             path, genotype = net.decode()
             specs[name] = NetSpec(path, genotype, fm, self.steps, self.steps)
         arch = Architecture(specs["feature"], specs["matching"], self.num_bins, self.max_disp, {}, source,
-                            self.cost_volume, self.membrane_shortcuts)
+                            self.cost_volume, self.membrane_shortcuts, self.readout)
         # The retrained net's LIF names are a subset of the supernet's: read them off its module tree, built
         # on the meta device (no memory, no initialisation work).
         with torch.device("meta"):

@@ -12,7 +12,8 @@ Stem: level 0 (1/3 of the input). 2D: conv3x3 -> conv3x3 stride 3 -> conv3x3; 3D
 volume, already at level 0): conv3x3x3 -> conv3x3x3. The first cell takes the last two stem outputs
 as s0, s1. A cell at layer l >= 2 takes s0 from the layer l - 2 levels that lead into its source
 level, weighted by the probability of coming from each (one level with weight 1 along a path).
-The last layer's outputs are fused to level 0 (1x1 conv + BN + LIF, then nearest upsampling).
+The last layer's outputs are fused to level 0 (1x1 conv + BN + LIF, then nearest upsampling); with
+``spiking_output=False`` the fuse has no LIF and the net returns that current (a "current" readout).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from models.cells import Cell
-from models.neurons import ConvBNLIF
+from models.neurons import ConvBN, ConvBNLIF
 from models.ops import resample_levels
 from models.topology import NUM_EDGES, OPS, move_index, trellis
 
@@ -80,6 +81,7 @@ class TrellisNet(nn.Module):
         edge_ops: dict[int, list[int]],
         ann: bool = False,
         shortcuts: bool = False,
+        spiking_output: bool = True,
     ) -> None:
         super().__init__()
         self.dims = dims
@@ -101,7 +103,8 @@ class TrellisNet(nn.Module):
                 )
         self.cells = nn.ModuleDict(cells)
         self.fuse = nn.ModuleDict({
-            str(level): ConvBNLIF(base * 2 ** level, base, 1, dims=dims, ann=ann) for level in sorted(levels_out[-1])
+            str(level): ConvBNLIF(base * 2 ** level, base, 1, dims=dims, ann=ann) if spiking_output
+            else ConvBN(base * 2 ** level, base, 1, dims=dims) for level in sorted(levels_out[-1])
         })
 
     @staticmethod

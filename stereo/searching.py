@@ -90,7 +90,7 @@ def build_supernet(cfg: Config, in_channels: int, num_bins: int) -> SearchStereo
         raise UserError(f"search.max_disparity_px must be a positive multiple of {PAD_MULTIPLE}, got {s.max_disparity_px}")
     return SearchStereoNet(in_channels, num_bins, s.max_disparity_px, s.feature_layers, s.matching_layers,
                            s.filter_multiplier, s.steps, ann=False, init_std=s.arch_init_std,
-                           cost_volume=s.cost_volume, membrane_shortcuts=s.membrane_shortcuts)
+                           cost_volume=s.cost_volume, membrane_shortcuts=s.membrane_shortcuts, readout=s.readout)
 
 
 def search_loss(net: SearchStereoNet, cfg: Config, device: torch.device) -> LossFn:
