@@ -42,6 +42,7 @@ ARCH_FORMAT = "spikedhs-stereo-architecture"
 ARCH_VERSION = 2
 DEFAULT_COST_VOLUME = "correlation"
 READOUTS = ("spikes", "current")
+DEFAULT_READOUT = READOUTS[0]
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Architecture:
     source: str = ""
     cost_volume: str = DEFAULT_COST_VOLUME
     membrane_shortcuts: bool = True  # currents carried along edges and across cells (models/cells.py)
-    readout: str = READOUTS[0]  # what the cost head reads: the matching fuse's spikes or its current
+    readout: str = DEFAULT_READOUT  # what the cost head reads: the matching fuse's spikes or its current
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": ARCH_FORMAT, "version": ARCH_VERSION, **asdict(self)}
@@ -147,7 +148,7 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
         source=payload.get("source", ""),
         cost_volume=payload.get("cost_volume", DEFAULT_COST_VOLUME),
         membrane_shortcuts=payload.get("membrane_shortcuts", True),
-        readout=payload.get("readout", READOUTS[0]),
+        readout=payload.get("readout", DEFAULT_READOUT),
     )
     if not isinstance(arch.membrane_shortcuts, bool):
         raise UserError(f"{where}: membrane_shortcuts must be true or false, got {arch.membrane_shortcuts!r}")

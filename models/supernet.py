@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.arch import DEFAULT_COST_VOLUME, READOUTS, Architecture, NetSpec
+from models.arch import DEFAULT_COST_VOLUME, DEFAULT_READOUT, Architecture, NetSpec
 from models.cost_volume import cost_volume_channels
 from models.decode import decode_genotype, move_probabilities, viterbi_path
 from models.neurons import lif_modules
@@ -80,7 +80,7 @@ class SearchStereoNet(StereoNet):
                  feature_layers: int = 2, matching_layers: int = 4, filter_multiplier: int = 4,
                  steps: int = NUM_NODES, ann: bool = False, init_std: float = 1e-3,
                  cost_volume: str = DEFAULT_COST_VOLUME, membrane_shortcuts: bool = True,
-                 readout: str = READOUTS[0]) -> None:
+                 readout: str = DEFAULT_READOUT) -> None:
         feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std,
                                 membrane_shortcuts)
         matching = SearchTrellis(3, cost_volume_channels(cost_volume, feature.out_channels), filter_multiplier, steps,

@@ -20,7 +20,7 @@ import yaml
 from common.errors import UserError
 from data_tools.constants import DEFAULT_NUM_BINS, NETWORK_MAX_DISPARITY_PX
 from data_tools.dataset import AUGMENTATIONS
-from models.arch import READOUTS
+from models.arch import DEFAULT_READOUT, READOUTS
 from models.cost_volume import COST_VOLUMES
 from models.dgs import DGSConfig
 from stereo.losses import RatePenalty
@@ -85,7 +85,7 @@ class SearchConfig:
     max_disparity_px: int = NETWORK_MAX_DISPARITY_PX
     cost_volume: str = "correlation"  # correlation (AND of spikes) | concat
     membrane_shortcuts: bool = True  # currents along edges and across cells (models/cells.py)
-    readout: str = "spikes"  # spikes | current: what the cost head reads of the matching fuse (models/arch.py)
+    readout: str = DEFAULT_READOUT  # spikes | current: what the cost head reads of the matching fuse (models/arch.py)
     weight_lr: float = 2e-3
     weight_lr_min: float = 1e-4
     weight_momentum: float = 0.9
