@@ -23,7 +23,7 @@ from data_tools.dataset import AUGMENTATIONS
 from models.arch import DEFAULT_READOUT, READOUTS
 from models.cost_volume import COST_VOLUMES
 from models.dgs import DGSConfig
-from stereo.losses import RatePenalty
+from stereo.losses import DEFAULT_DISPARITY_LOSS, DISPARITY_LOSSES, RatePenalty
 from stereo.runtime import resolve_device, seed_everything
 
 
@@ -45,6 +45,7 @@ class TrainConfig:
     batch_size: int = 2
     lr: float = 1e-3
     weight_decay: float = 0.0
+    loss: str = DEFAULT_DISPARITY_LOSS  # smooth_l1 (SPEC §7) | l1 (stereo.losses.DISPARITY_LOSSES)
     milestones: list[int] = field(default_factory=lambda: [50, 100, 150])
     lr_gamma: float = 0.5
     rate_penalty: float = 0.0  # lambda_rate * mean firing rate of the chosen LIF layers (SPEC §7)
@@ -190,7 +191,7 @@ _MINIMUM: dict[str, int | float] = {
 }
 _POSITIVE = {"train.lr", "search.weight_lr", "search.arch_lr", "dgs.alpha_lr", "dgs.candidate_lr"}
 _CHOICES = {"data.encoding": ("binary", "count", "signed"), "eval.mask": ("dense", "events", "both"),
-            "search.cost_volume": COST_VOLUMES, "search.readout": READOUTS}
+            "search.cost_volume": COST_VOLUMES, "search.readout": READOUTS, "train.loss": tuple(DISPARITY_LOSSES)}
 
 
 def parse_layer_targets(items: list[Any], where: str) -> tuple[tuple[str, float], ...]:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from common.atomic import atomic_path
 from models.dgs import DGSScheduler
 from stereo.distributed import DistContext, all_reduce_sum
-from stereo.losses import batch_loss
+from stereo.losses import DEFAULT_DISPARITY_LOSS, batch_loss
 from stereo.runtime import to_device
 from stereo.validation import recalibrate_batchnorm, validate
 
@@ -76,6 +76,7 @@ class EpochLoop:
     ann: bool = False
     dgs: DGSScheduler | None = None
     dgs_max_batches: int = 0
+    loss: str = DEFAULT_DISPARITY_LOSS  # the disparity loss DGS scores its candidates by (train.loss)
     precise_bn_batches: int = 0
     val_every_steps: int = 0
     log_every: int = 1
@@ -97,7 +98,7 @@ def run_epochs(loop: EpochLoop, start_epoch: int, ctx: DistContext) -> None:
             loop.crop_dataset.set_epoch(epoch)
         loop.raw.train()  # before DGS too: validation left the network in eval mode
         if loop.dgs is not None and loop.dgs.should_run(epoch):
-            loop.dgs.run(loop.raw, itertools.islice(loop.train_loader, loop.dgs_max_batches), batch_loss(device), epoch)
+            loop.dgs.run(loop.raw, itertools.islice(loop.train_loader, loop.dgs_max_batches), batch_loss(device, kind=loop.loss), epoch)
         sums: dict[str, list[float]] = {}  # name -> [sum, count]
         bar = tqdm(loop.train_loader, desc=f"{loop.desc} {epoch + 1}/{loop.epochs}", leave=False, disable=not show)
         for steps, batch in enumerate(bar, start=1):

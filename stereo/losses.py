@@ -1,4 +1,5 @@
-"""The training objective (SPEC §7): smooth-L1 on valid pixels, plus an optional firing-rate penalty."""
+"""The training objective (SPEC §7): smooth-L1 (or plain L1, ``train.loss``) on valid pixels, plus an optional
+firing-rate penalty."""
 
 from __future__ import annotations
 
@@ -16,14 +17,19 @@ from models.neurons import unwrap_model
 from stereo.runtime import to_device
 
 LossFn = Callable[[nn.Module, dict[str, Any]], torch.Tensor]
+# Smooth-L1 is SPEC §7's objective; plain L1 is the metric itself (MDE), whose gradient does not fade
+# for errors below 1 px, where smooth-L1's does.
+DISPARITY_LOSSES = {"smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss}
+DEFAULT_DISPARITY_LOSS = "smooth_l1"
 
 
-def disparity_loss(pred_disp_px: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Smooth-L1 over the valid ground-truth pixels of the batch (0 with the graph kept if none)."""
+def disparity_loss(pred_disp_px: torch.Tensor, batch: dict[str, torch.Tensor],
+                   kind: str = DEFAULT_DISPARITY_LOSS) -> torch.Tensor:
+    """The ``kind`` loss over the valid ground-truth pixels of the batch (0 with the graph kept if none)."""
     valid = batch["valid"]
     if not bool(valid.any()):
         return pred_disp_px.sum() * 0.0
-    return F.smooth_l1_loss(pred_disp_px[valid], batch["disp_px"][valid])
+    return DISPARITY_LOSSES[kind](pred_disp_px[valid], batch["disp_px"][valid])
 
 
 @dataclass(frozen=True)
@@ -52,22 +58,22 @@ class RatePenalty:
 
 
 def training_loss(model: nn.Module, raw: nn.Module, batch: dict[str, torch.Tensor], rate: RatePenalty | None = None,
-                  step: int = 0) -> torch.Tensor:
+                  step: int = 0, kind: str = DEFAULT_DISPARITY_LOSS) -> torch.Tensor:
     """Disparity loss of ``model`` (maybe DDP-wrapped) plus the firing-rate term of the LIF layers of
     ``raw`` at optimiser step ``step`` (none without ``rate``, as for the ANN twin)."""
     weight = rate.weight_at(step) if rate is not None else 0.0
     recorder = FiringRateRecorder(raw, list(rate.layers)) if weight > 0 else contextlib.nullcontext()
     with recorder as rec:
-        loss = disparity_loss(model(batch["left"], batch["right"]), batch)
+        loss = disparity_loss(model(batch["left"], batch["right"]), batch, kind)
         if weight > 0:
             loss = loss + weight * rec.penalty(dict(rate.layer_targets), rate.target)
     return loss
 
 
-def batch_loss(device: torch.device, rate: RatePenalty | None = None) -> LossFn:
+def batch_loss(device: torch.device, rate: RatePenalty | None = None, kind: str = DEFAULT_DISPARITY_LOSS) -> LossFn:
     """loss_fn(model, batch) for DGS and the search steps: ``training_loss`` of a batch moved to ``device``
     with a constant rate weight (the rates are those of the model passed in, which DGS may have swapped
     layers of)."""
     def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        return training_loss(model, unwrap_model(model), to_device(batch, device), rate)
+        return training_loss(model, unwrap_model(model), to_device(batch, device), rate, kind=kind)
     return loss_fn

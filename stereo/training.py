@@ -10,6 +10,8 @@ and TensorBoard scalars. Under torchrun every rank trains its shard (DDP); rank 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +145,7 @@ def train(
             average.restore(ckpt["model_state"], int(ckpt["ema_steps"]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        follow_configured_schedule(scheduler, t.milestones, t.lr_gamma)
         set_rng_state(ckpt["rng"])
         if dgs is not None:
             dgs.history = list(ckpt.get("dgs_history", []))
@@ -154,7 +157,7 @@ def train(
     rate = None if ann else rate_penalty_of(t)
 
     def step(batch: dict[str, Any], epoch: int, index: int) -> dict[str, float]:
-        loss = training_loss(model, raw, batch, rate, index)
+        loss = training_loss(model, raw, batch, rate, index, t.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip > 0:
@@ -219,13 +222,29 @@ def train(
     loop = EpochLoop(raw=raw, step=step, end_epoch=end_epoch, train_loader=train_loader, val_loader=val_loader,
                      samplers=[sampler], crop_dataset=train_set, schedulers=[scheduler], epochs=t.epochs,
                      focal_baseline_px_m=float(getattr(val_set, "focal_baseline_px_m", 1.0)), ann=ann, dgs=dgs,
-                     dgs_max_batches=cfg.dgs.max_batches, precise_bn_batches=t.precise_bn_batches,
+                     dgs_max_batches=cfg.dgs.max_batches, loss=t.loss, precise_bn_batches=t.precise_bn_batches,
                      val_every_steps=t.val_every_steps, log_every=t.log_every, desc="epoch", curve=curve,
                      evaluated=validated)
     run_epochs(loop, start_epoch, ctx)
     if writer is not None:
         writer.close()
     return raw, last_row
+
+
+def follow_configured_schedule(scheduler: torch.optim.lr_scheduler.MultiStepLR, milestones: list[int],
+                               gamma: float) -> None:
+    """Put a resumed run on the configured step schedule, so that a finished run can be extended.
+
+    A saved MultiStepLR state carries the milestones it was built with. A run resumed with more epochs
+    and a further milestone (``train.milestones``) must lower the rate there, as a run started on that
+    schedule would have; the next epoch's rate is MultiStepLR's closed form at the saved epoch.
+    """
+    scheduler.milestones = Counter(milestones)
+    scheduler.gamma = gamma
+    passed = bisect_right(sorted(scheduler.milestones.elements()), scheduler.last_epoch)
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base * gamma ** passed
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
 def diagnose(cfg: Config, arch: Architecture, train_set: Dataset, device: torch.device, seed: int) -> str:

@@ -15,7 +15,9 @@ from models.arch import Architecture
 from models.neurons import MultiStepLIF
 from models.stereo_net import SpikingStereoNet, pad_to_multiple
 from stereo.checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
+from stereo.config import load_config
 from stereo.distributed import DistContext
+from stereo.losses import disparity_loss
 from stereo.training import train
 from stereo.validation import recalibrate_batchnorm
 
@@ -26,11 +28,13 @@ def toy_data():
     return ToyStereoDataset(4, 48, 72, seed=0), ToyStereoDataset(2, 48, 72, seed=100)
 
 
-def run(tmp_path, name: str, epochs: int, resume: bool = False, ann: bool = False, val_every_steps: int = 0) -> dict:
+def run(tmp_path, name: str, epochs: int, resume: bool = False, ann: bool = False, val_every_steps: int = 0,
+        milestones: list[int] | None = None) -> dict:
     """Train the toy architecture into tmp_path/name; returns the last epoch's log row."""
     train_set, val_set = toy_data()
     cfg = toy_config(epochs)
     cfg.train.val_every_steps = val_every_steps
+    cfg.train.milestones = cfg.train.milestones if milestones is None else milestones
     return train(cfg, toy_architecture(), train_set, val_set, tmp_path / name, CPU,
                  ann=ann, resume=resume, seed=3)[1]
 
@@ -90,6 +94,18 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
     drop_time = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in read_csv(tmp_path / "straight" / "metrics.csv")]
     assert drop_time == [{k: v for k, v in r.items() if k != "epoch_time_s"}
                          for r in read_csv(tmp_path / "resumed" / "metrics.csv")]
+
+
+def test_a_resumed_run_follows_an_extended_schedule_as_if_it_had_been_set_from_the_start(tmp_path):
+    run(tmp_path, "straight", epochs=3, milestones=[1, 2])
+    run(tmp_path, "extended", epochs=2, milestones=[1])
+    run(tmp_path, "extended", epochs=3, resume=True, milestones=[1, 2])  # a milestone at the saved epoch
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    extended = torch.load(tmp_path / "extended" / "last.pt", weights_only=True)
+    for key, value in straight["model_state"].items():
+        assert torch.equal(value, extended["model_state"][key]), key
+    lrs = [float(r["lr"]) for r in read_csv(tmp_path / "extended" / "metrics.csv")]
+    assert lrs == [5e-3, 2.5e-3, 1.25e-3]  # halved after epoch 2, although the first leg had no milestone there
 
 
 def test_learning_curve_has_a_point_every_n_steps_and_resumes_exactly(tmp_path):
@@ -205,3 +221,12 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_optimiser(tmp_path,
     with pytest.raises(UserError, match="an SNN checkpoint; train it without --ann"):
         train(cfg, toy_architecture(), train_set, val_set, tmp_path / "x", CPU, ann=True,
               init=tmp_path / "base" / "best.pt")
+
+
+def test_the_disparity_loss_is_smooth_l1_or_l1_over_valid_pixels_only():
+    batch = {"disp_px": torch.zeros(1, 1, 4), "valid": torch.tensor([[[True, True, True, False]]])}
+    pred = torch.tensor([[[0.0, 0.5, 3.0, 100.0]]])  # the last pixel has no ground truth
+    assert float(disparity_loss(pred, batch)) == pytest.approx((0.0 + 0.5 * 0.5**2 + (3.0 - 0.5)) / 3)
+    assert float(disparity_loss(pred, batch, "l1")) == pytest.approx((0.0 + 0.5 + 3.0) / 3)
+    with pytest.raises(UserError, match="train.loss.*smooth_l1, l1"):
+        load_config(None, ["train.loss=l2"])
