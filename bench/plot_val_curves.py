@@ -39,13 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-offset", type=int, default=0, help="added to every step (a fine-tune's start)")
     parser.add_argument("--steps-per-epoch", type=int, default=STEPS_PER_EPOCH_DEFAULT,
                         help="for runs that only have metrics.csv")
+    parser.add_argument("--from-step", type=int, default=0,
+                        help="only points at or after this step (after the offset): zoom on a run's last phase")
     parser.add_argument("--title", default="validation MDE")
     parser.add_argument("--out", type=Path, required=True, help="writes OUT.csv and OUT.png")
     args = parser.parse_args(argv)
     labels = args.labels or [run.name for run in args.runs]
     if len(labels) != len(args.runs):
         raise UserError(f"--labels: {len(labels)} labels for {len(args.runs)} runs")
-    curves = {label: run_curve(run, args.steps_per_epoch) for label, run in zip(labels, args.runs)}
+    curves = {label: [(step + args.step_offset, mde) for step, mde in run_curve(run, args.steps_per_epoch)
+                      if step + args.step_offset >= args.from_step]
+              for label, run in zip(labels, args.runs)}
 
     import matplotlib
 
@@ -57,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.writer(handle)
         writer.writerow(["run", "step", "val_mde_px"])
         for label, rows in curves.items():
-            writer.writerows([label, step + args.step_offset, round(mde, 4)] for step, mde in rows)
+            writer.writerows([label, step, round(mde, 4)] for step, mde in rows)
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=80)
     for label, rows in curves.items():
-        ax.plot([s + args.step_offset for s, _ in rows], [m for _, m in rows], marker=".", label=label)
+        ax.plot([s for s, _ in rows], [m for _, m in rows], marker=".", label=label)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("validation MDE (px)")
     ax.set_title(args.title, fontsize=10)
