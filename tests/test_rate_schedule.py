@@ -66,14 +66,16 @@ def test_training_applies_the_scheduled_weight_at_every_optimiser_step(tmp_path,
     seen = []
     real = training.training_loss
 
-    def recording(model, raw, batch, rate, step):
+    def recording(model, raw, batch, rate, step, kind):
         seen.append((step, rate.weight_at(step)))
-        return real(model, raw, batch, rate, step)
+        assert kind == "l1"  # train.loss reaches the objective
+        return real(model, raw, batch, rate, step, kind)
 
     monkeypatch.setattr(training, "training_loss", recording)
     cfg = toy_config(epochs=3)  # 4 examples, batch 2: 2 steps an epoch
     cfg.dgs.enabled = False
     cfg.train.rate_penalty, cfg.train.rate_start_step, cfg.train.rate_ramp_steps = 0.4, 2, 2
+    cfg.train.loss = "l1"
     training.train(cfg, toy_architecture(), ToyStereoDataset(4, 48, 72), ToyStereoDataset(1, 48, 72, seed=9),
                    tmp_path / "run", CPU)
     assert seen == [(0, 0.0), (1, 0.0), (2, 0.2), (3, 0.4), (4, 0.4), (5, 0.4)]
