@@ -241,7 +241,7 @@ def follow_configured_schedule(scheduler: torch.optim.lr_scheduler.MultiStepLR, 
     """
     scheduler.milestones = Counter(milestones)
     scheduler.gamma = gamma
-    passed = bisect_right(sorted(scheduler.milestones.elements()), scheduler.last_epoch)
+    passed = bisect_right(sorted(milestones), scheduler.last_epoch)
     for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
         group["lr"] = base * gamma ** passed
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
@@ -252,7 +252,7 @@ def diagnose(cfg: Config, arch: Architecture, train_set: Dataset, device: torch.
     seed_everything(seed)
     net = SpikingStereoNet(arch, in_channels=train_set.in_channels).to(device).train()
     batch = to_device(next(iter(DataLoader(train_set, batch_size=cfg.train.batch_size))), device)
-    rows = layer_health(net, lambda: disparity_loss(net(batch["left"], batch["right"]), batch))
+    rows = layer_health(net, lambda: disparity_loss(net(batch["left"], batch["right"]), batch, cfg.train.loss))
     return health_report(rows)
 
 
