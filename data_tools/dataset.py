@@ -51,7 +51,8 @@ class StereoEventDataset(Dataset):
 
     def __init__(self, prepared_dir: Path | str, split: str, num_bins: int | None = None,
                  encoding: str | None = None, crop: tuple[int, int] | None = None, seed: int = 0,
-                 max_examples: int = 0, max_disparity_px: float | None = None, augment: tuple[str, ...] = ()):
+                 max_examples: int = 0, max_disparity_px: float | None = None, augment: tuple[str, ...] = (),
+                 teacher_input: tuple[int, str] | None = None):
         self.prepared_dir = Path(prepared_dir)
         manifest = read_manifest(self.prepared_dir)
         if split not in SPLIT_NAMES:
@@ -63,6 +64,14 @@ class StereoEventDataset(Dataset):
         if self.num_bins < 1:
             raise UserError(f"num_bins {self.num_bins}: expected at least 1")
         self.in_channels = ENCODING_CHANNELS[self.encoding]
+        # A distillation teacher's own input (num_bins, encoding), voxelised from the same events and crop
+        # as teacher_left / teacher_right: a twin trained on 5 bins cannot read the student's 2.
+        self.teacher_input = None if teacher_input is None else (int(teacher_input[0]), str(teacher_input[1]))
+        if self.teacher_input is not None:
+            check_encoding(self.teacher_input[1])
+        self.views = {side: (self.num_bins, self.encoding) for side in SIDES}
+        if self.teacher_input is not None:
+            self.views.update({f"teacher_{side}": self.teacher_input for side in SIDES})
         self.height, self.width = int(manifest["height"]), int(manifest["width"])
         self.window_us = int(manifest["window_ms"]) * 1000
         self.focal_baseline_px_m = float(manifest["focal_baseline_px_m"])
@@ -131,21 +140,20 @@ class StereoEventDataset(Dataset):
             if rng.random() >= 0.5:
                 continue
             if name == "vflip":
-                for key in (*SIDES, "disp_px", "valid", "event_mask"):
+                for key in (*self.views, "disp_px", "valid", "event_mask"):
                     item[key] = item[key].flip(-2)
-            elif self.encoding == "signed":
-                for side in SIDES:
-                    item[side] = -item[side]
-            else:
-                for side in SIDES:
-                    item[side] = item[side].flip(-3)  # (T, C, H, W): channel 0 ON, 1 OFF
+                continue
+            for view, (_, encoding) in self.views.items():
+                # (T, C, H, W): the signed encoding's sign, or channel 0 ON and 1 OFF
+                item[view] = -item[view] if encoding == "signed" else item[view].flip(-3)
         return item
 
-    def _spikes(self, events: Events, t_end_us: int, y0: int, x0: int, height: int, width: int) -> torch.Tensor:
+    def _spikes(self, events: Events, t_end_us: int, y0: int, x0: int, height: int, width: int,
+                num_bins: int, encoding: str) -> torch.Tensor:
         x = events.x.astype(np.int64) - x0
         y = events.y.astype(np.int64) - y0
-        voxels = voxelize(x, y, events.t_us, events.p, t_end_us - self.window_us, t_end_us, self.num_bins,
-                          height, width, self.encoding)
+        voxels = voxelize(x, y, events.t_us, events.p, t_end_us - self.window_us, t_end_us, num_bins,
+                          height, width, encoding)
         return torch.from_numpy(voxels)
 
     def __getitem__(self, index: int) -> dict:
@@ -157,7 +165,9 @@ class StereoEventDataset(Dataset):
         window = (slice(y0, y0 + height), slice(x0, x0 + width))
         disp = np.asarray(h5["disp_px"][row], dtype=np.float32)[window]
         valid = valid_disparity(disp, self.max_disparity_px)
-        item = {side: self._spikes(read_events(h5[side], row), t_end_us, y0, x0, height, width) for side in SIDES}
+        events = {side: read_events(h5[side], row) for side in SIDES}
+        item = {view: self._spikes(events[view.removeprefix("teacher_")], t_end_us, y0, x0, height, width, *form)
+                for view, form in self.views.items()}
         item.update({
             "disp_px": torch.from_numpy(np.where(valid, disp, 0.0).astype(np.float32)),
             "valid": torch.from_numpy(valid),

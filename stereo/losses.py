@@ -1,5 +1,5 @@
 """The training objective (SPEC §7): smooth-L1 (or plain L1, ``train.loss``) on valid pixels, plus an optional
-firing-rate penalty."""
+firing-rate penalty and an optional distillation term (``train.teacher``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from models.firing import FiringRateRecorder
 from models.neurons import unwrap_model
+from stereo.distillation import Teacher, distillation_loss
 from stereo.runtime import to_device
 
 LossFn = Callable[[nn.Module, dict[str, Any]], torch.Tensor]
@@ -58,13 +59,19 @@ class RatePenalty:
 
 
 def training_loss(model: nn.Module, raw: nn.Module, batch: dict[str, torch.Tensor], rate: RatePenalty | None = None,
-                  step: int = 0, kind: str = DEFAULT_DISPARITY_LOSS) -> torch.Tensor:
+                  step: int = 0, kind: str = DEFAULT_DISPARITY_LOSS, teacher: Teacher | None = None,
+                  distill_weight: float = 0.0) -> torch.Tensor:
     """Disparity loss of ``model`` (maybe DDP-wrapped) plus the firing-rate term of the LIF layers of
-    ``raw`` at optimiser step ``step`` (none without ``rate``, as for the ANN twin)."""
+    ``raw`` at optimiser step ``step`` (none without ``rate``, as for the ANN twin), plus
+    ``distill_weight`` x the distillation term against ``teacher`` (stereo.distillation) if given."""
     weight = rate.weight_at(step) if rate is not None else 0.0
     recorder = FiringRateRecorder(raw, list(rate.layers)) if weight > 0 else contextlib.nullcontext()
     with recorder as rec:
-        loss = disparity_loss(model(batch["left"], batch["right"]), batch, kind)
+        if teacher is None:
+            loss = disparity_loss(model(batch["left"], batch["right"]), batch, kind)
+        else:
+            disparity, cost = model(batch["left"], batch["right"], return_cost=True)
+            loss = disparity_loss(disparity, batch, kind) + distill_weight * distillation_loss(cost, teacher.cost(batch))
         if weight > 0:
             loss = loss + weight * rec.penalty(dict(rate.layer_targets), rate.target)
     return loss

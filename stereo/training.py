@@ -46,6 +46,7 @@ from stereo.checkpoint import (
     state_mismatch,
 )
 from stereo.config import Config, config_to_dict, rate_penalty_of
+from stereo.distillation import open_teacher, teacher_input_format
 from stereo.distributed import DistContext
 from stereo.loop import (
     EpochLoop,
@@ -69,7 +70,8 @@ def open_datasets(prepared_dir: Path, cfg: Config, seed: int) -> tuple[Dataset, 
         raise UserError(f"data.crop_height/crop_width must be positive multiples of {PAD_MULTIPLE}, got {crop}")
     common = {"num_bins": cfg.data.num_bins, "encoding": cfg.data.encoding, "seed": seed}
     train_set = StereoEventDataset(prepared_dir, "train", crop=crop, max_examples=cfg.data.max_train_examples,
-                                   augment=tuple(cfg.data.augment), **common)
+                                   augment=tuple(cfg.data.augment), teacher_input=teacher_input_format(cfg.train.teacher),
+                                   **common)
     val_set = StereoEventDataset(prepared_dir, "val", max_examples=cfg.data.max_val_examples, **common)
     return train_set, val_set
 
@@ -155,9 +157,13 @@ def train(
     sampler, train_loader, val_loader = make_loaders(train_set, val_set, t.batch_size, cfg.eval.batch_size,
                                                      cfg.data.num_workers, ctx, seed)
     rate = None if ann else rate_penalty_of(t)
+    teacher = open_teacher(t.teacher, ctx.device, raw)
+    if teacher is not None and getattr(train_set, "teacher_input", None) != teacher.input_format:
+        raise UserError(f"train.teacher {t.teacher}: the training set must also carry the teacher's input "
+                        f"{teacher.input_format} (open it with open_datasets)")
 
     def step(batch: dict[str, Any], epoch: int, index: int) -> dict[str, float]:
-        loss = training_loss(model, raw, batch, rate, index, t.loss)
+        loss = training_loss(model, raw, batch, rate, index, t.loss, teacher, t.distill_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip > 0:

@@ -196,3 +196,30 @@ def test_augmentations_flip_rows_or_swap_polarity_of_training_crops_only(tmp_pat
         StereoEventDataset(tmp_path / "prep", "train", crop=full, augment=("hflip",))
     with pytest.raises(UserError, match="training crops only"):
         StereoEventDataset(tmp_path / "prep", "val", augment=("vflip",))
+
+
+def test_teacher_views_are_the_same_crop_and_augmentation_at_the_teachers_input_format(tmp_path):
+    rng = np.random.default_rng(4)
+    frames = 4
+    depth = np.full((frames, H, W), 3.0, np.float32)
+    for name in ("kd1", "kd2"):
+        left, right = (random_events(rng, 4000, 0.05 * (frames - 1)) for _ in range(2))
+        write_sequence(tmp_path / "raw", name, left, right, depth, T0_S + 0.05 * np.arange(frames))
+    write_maps(tmp_path / "raw", "kd")
+    write_manifest(tmp_path / "raw", "kd", ["kd1", "kd2"])
+    prepare(tmp_path / "raw", out=tmp_path / "prep")
+    crop, augment = (H // 2, W // 2), ("vflip", "polarity")
+    student = StereoEventDataset(tmp_path / "prep", "train", num_bins=2, crop=crop, augment=augment, seed=7,
+                                 teacher_input=(5, "count"))
+    alone = StereoEventDataset(tmp_path / "prep", "train", num_bins=2, crop=crop, augment=augment, seed=7)
+    at_teacher = StereoEventDataset(tmp_path / "prep", "train", num_bins=5, encoding="count", crop=crop,
+                                    augment=augment, seed=7)
+    for i in range(len(student)):
+        a, b, c = student[i], alone[i], at_teacher[i]
+        assert a["left"].shape[0] == 2 and a["teacher_left"].shape[0] == 5
+        assert a["teacher_left"].sum() > 0
+        for side in ("left", "right"):
+            assert torch.equal(a[side], b[side])  # the student's own views are unchanged
+            assert torch.equal(a[f"teacher_{side}"], c[side])  # same events, crop and flips, teacher's format
+        assert torch.equal(a["disp_px"], c["disp_px"])
+    assert "teacher_left" not in alone[0]
