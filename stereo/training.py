@@ -160,7 +160,7 @@ def train(
     teacher = open_teacher(t.teacher, ctx.device, raw)
     if teacher is not None and getattr(train_set, "teacher_input", None) != teacher.input_format:
         raise UserError(f"train.teacher {t.teacher}: the training set must also carry the teacher's input "
-                        f"{teacher.input_format} (open it with open_datasets)")
+                        f"(num_bins, encoding) = {teacher.input_format} (StereoEventDataset(teacher_input=...), as open_datasets does)")
 
     def step(batch: dict[str, Any], epoch: int, index: int) -> dict[str, float]:
         loss = training_loss(model, raw, batch, rate, index, t.loss, teacher, t.distill_weight)
