@@ -67,10 +67,9 @@ class StereoEventDataset(Dataset):
         # A distillation teacher's own input (num_bins, encoding), voxelised from the same events and crop
         # as teacher_left / teacher_right: a twin trained on 5 bins cannot read the student's 2.
         self.teacher_input = None if teacher_input is None else (int(teacher_input[0]), str(teacher_input[1]))
-        if self.teacher_input is not None:
-            check_encoding(self.teacher_input[1])
         self.views = {side: (self.num_bins, self.encoding) for side in SIDES}
         if self.teacher_input is not None:
+            check_encoding(self.teacher_input[1])
             self.views.update({f"teacher_{side}": self.teacher_input for side in SIDES})
         self.height, self.width = int(manifest["height"]), int(manifest["width"])
         self.window_us = int(manifest["window_ms"]) * 1000

@@ -38,17 +38,15 @@ class Teacher:
 
     @torch.no_grad()
     def cost(self, batch: dict[str, Any]) -> torch.Tensor:
-        """(B, maxdisp, H, W) cost of the teacher on the batch's teacher_left / teacher_right views."""
-        self.model.eval()
+        """(B, maxdisp, H, W) cost of the teacher (in eval mode since loading) on the batch's teacher views."""
         return self.model(batch["teacher_left"], batch["teacher_right"], return_cost=True)[1]
 
 
 def distillation_loss(student_cost: torch.Tensor, teacher_cost: torch.Tensor) -> torch.Tensor:
     """KL(softmin(teacher) || softmin(student)) over disparity, summed per pixel and averaged over pixels."""
-    student_log_prob = F.log_softmax(-student_cost, dim=1)
-    teacher_log_prob = F.log_softmax(-teacher_cost, dim=1)
-    per_pixel = (teacher_log_prob.exp() * (teacher_log_prob - student_log_prob)).sum(dim=1)
-    return per_pixel.mean()
+    per_entry = F.kl_div(F.log_softmax(-student_cost, dim=1), F.log_softmax(-teacher_cost, dim=1),
+                         reduction="none", log_target=True)
+    return per_entry.sum(dim=1).mean()
 
 
 def teacher_input_format(path: str) -> tuple[int, str] | None:
