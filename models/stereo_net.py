@@ -72,12 +72,13 @@ class StereoNet(nn.Module):
         if membrane_shortcuts and not ann:  # the residual recipe: shortcuts with threshold-scaled BN
             threshold_scaled_batchnorm(self)
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor,
-                return_cost: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, left: torch.Tensor, right: torch.Tensor, return_cost: bool = False,
+                return_volume: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """(B, T, C, H, W) left and right -> (B, H, W) disparity in pixels; with ``return_cost`` also the
-        (B, maxdisp, H, W) upsampled cost it was regressed from (distillation matches its softmin).
+        (B, maxdisp, H, W) upsampled cost it was regressed from (distillation matches its softmin), with
+        ``return_volume`` also the cost volume's mean over T, (B, Cv, D, Hp/3, Wp/3) (volume supervision).
 
-        A flag, not a second method, so that a DDP-wrapped network still goes through DDP's forward."""
+        Flags, not further methods, so that a DDP-wrapped network still goes through DDP's forward."""
         if left.shape != right.shape or left.dim() != 5:
             raise ValueError(f"expected two (B, T, C, H, W) tensors of one shape, got {tuple(left.shape)} and {tuple(right.shape)}")
         batch = left.shape[0]
@@ -89,12 +90,14 @@ class StereoNet(nn.Module):
         feats = self.feature(x_seq)
         steps = feats.shape[0]
         feat_left, feat_right = feats[:, :batch], feats[:, batch:]
-        volume = build_cost_volume(self.cost_volume, feat_left.flatten(0, 1), feat_right.flatten(0, 1), self.num_disp)
-        matched = self.matching(volume.unflatten(0, (steps, batch)))  # (T, B, Cm, D, h, w)
+        volume = build_cost_volume(self.cost_volume, feat_left.flatten(0, 1), feat_right.flatten(0, 1),
+                                   self.num_disp).unflatten(0, (steps, batch))  # (T, B, Cv, D, h, w)
+        matched = self.matching(volume)  # (T, B, Cm, D, h, w)
         cost = self.cost_head(matched.mean(dim=0))
         cost = upsample_cost(cost, self.max_disp, x_seq.shape[-2], x_seq.shape[-1])[..., :height, :width]
         disparity = soft_argmin_disparity(cost)
-        return (disparity, cost) if return_cost else disparity
+        extras = ([cost] if return_cost else []) + ([volume.mean(dim=0)] if return_volume else [])
+        return (disparity, *extras) if extras else disparity
 
 
 class SpikingStereoNet(StereoNet):

@@ -65,6 +65,9 @@ class TrainConfig:
     # KL term; "" = off. The teacher reads its own input format, voxelised from the same crops.
     teacher: str = ""
     distill_weight: float = 1.0
+    # Deep supervision from the cost volume (stereo.volume_supervision): this weight x the disparity loss
+    # of a training-only 1x1x1 head on the volume; 0 = off. It gives the feature net a short gradient path.
+    volume_weight: float = 0.0
     # Validate and save an exponential moving average of the weights (stereo.averaging), decay per
     # optimiser step, e.g. 0.99 (an average over the last ~100 steps); 0 = off, the raw weights.
     ema_decay: float = 0.0
@@ -184,7 +187,7 @@ _MINIMUM: dict[str, int | float] = {
     "train.epochs": 1, "train.batch_size": 1, "train.lr_gamma": 0.0, "train.rate_penalty": 0.0,
     "train.grad_clip": 0.0, "train.log_every": 1, "train.precise_bn_batches": 0, "train.val_every_steps": 0,
     "train.weight_decay": 0.0, "train.rate_start_step": 0, "train.rate_ramp_steps": 0, "train.rate_target": 0.0,
-    "train.ema_decay": 0.0, "train.distill_weight": 0.0,
+    "train.ema_decay": 0.0, "train.distill_weight": 0.0, "train.volume_weight": 0.0,
     "search.epochs": 1, "search.batch_size": 1, "search.feature_layers": 1, "search.matching_layers": 1,
     "search.filter_multiplier": 1, "search.rate_penalty": 0.0, "search.energy_penalty": 0.0, "search.grad_clip": 0.0,
     "search.arch_start_epoch": 0, "search.precise_bn_batches": 0, "search.retrain_filter_multiplier": 1,

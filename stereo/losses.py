@@ -1,5 +1,6 @@
 """The training objective (SPEC §7): smooth-L1 (or plain L1, ``train.loss``) on valid pixels, plus an optional
-firing-rate penalty and an optional distillation term (``train.teacher``)."""
+firing-rate penalty, an optional distillation term (``train.teacher``) and an optional loss on the cost
+volume (``train.volume_weight``)."""
 
 from __future__ import annotations
 
@@ -60,18 +61,25 @@ class RatePenalty:
 
 def training_loss(model: nn.Module, raw: nn.Module, batch: dict[str, torch.Tensor], rate: RatePenalty | None = None,
                   step: int = 0, kind: str = DEFAULT_DISPARITY_LOSS, teacher: Teacher | None = None,
-                  distill_weight: float = 0.0) -> torch.Tensor:
+                  distill_weight: float = 0.0, volume_head: nn.Module | None = None,
+                  volume_weight: float = 0.0) -> torch.Tensor:
     """Disparity loss of ``model`` (maybe DDP-wrapped) plus the firing-rate term of the LIF layers of
     ``raw`` at optimiser step ``step`` (none without ``rate``, as for the ANN twin), plus
-    ``distill_weight`` x the distillation term against ``teacher`` (stereo.distillation) if given."""
+    ``distill_weight`` x the distillation term against ``teacher`` (stereo.distillation) if given, plus
+    ``volume_weight`` x the same disparity loss of ``volume_head`` on the cost volume
+    (stereo.volume_supervision) if given."""
     weight = rate.weight_at(step) if rate is not None else 0.0
     recorder = FiringRateRecorder(raw, list(rate.layers)) if weight > 0 else contextlib.nullcontext()
     with recorder as rec:
-        if teacher is None:
-            loss = disparity_loss(model(batch["left"], batch["right"]), batch, kind)
-        else:
-            disparity, cost = model(batch["left"], batch["right"], return_cost=True)
-            loss = disparity_loss(disparity, batch, kind) + distill_weight * distillation_loss(cost, teacher.cost(batch))
+        outputs = model(batch["left"], batch["right"], return_cost=teacher is not None,
+                        return_volume=volume_head is not None)
+        disparity, *extras = outputs if isinstance(outputs, tuple) else (outputs,)
+        loss = disparity_loss(disparity, batch, kind)
+        if teacher is not None:
+            loss = loss + distill_weight * distillation_loss(extras.pop(0), teacher.cost(batch))
+        if volume_head is not None:
+            height, width = disparity.shape[-2:]
+            loss = loss + volume_weight * disparity_loss(volume_head(extras.pop(0), height, width), batch, kind)
         if weight > 0:
             loss = loss + weight * rec.penalty(dict(rate.layer_targets), rate.target)
     return loss

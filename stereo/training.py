@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
@@ -32,6 +33,7 @@ from common.paths import (
 )
 from data_tools.dataset import check_max_disparity
 from models.arch import Architecture, architecture_from_dict
+from models.cost_volume import cost_volume_channels
 from models.dgs import DGSScheduler
 from models.health import health_report, layer_health
 from models.stereo_net import SpikingStereoNet, current_lif_b
@@ -59,6 +61,7 @@ from stereo.loop import (
 )
 from stereo.losses import disparity_loss, training_loss
 from stereo.runtime import seed_everything, to_device
+from stereo.volume_supervision import VolumeHead
 
 
 def open_datasets(prepared_dir: Path, cfg: Config, seed: int) -> tuple[Dataset, Dataset]:
@@ -128,7 +131,10 @@ def train(
         check_max_disparity(manifest, arch.max_disparity_px, "the architecture", train_set.prepared_dir)
     seed_everything(seed)
     raw = SpikingStereoNet(arch, in_channels=train_set.in_channels, ann=ann).to(ctx.device)
-    optimizer = torch.optim.Adam(raw.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    volume_channels = cost_volume_channels(arch.cost_volume, raw.feature.out_channels)
+    volume_head = VolumeHead(volume_channels, arch.max_disparity_px).to(ctx.device) if t.volume_weight > 0 else None
+    trained = [*raw.parameters(), *(volume_head.parameters() if volume_head is not None else [])]
+    optimizer = torch.optim.Adam(trained, lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.lr_gamma)
     dgs = DGSScheduler(cfg.dgs) if cfg.dgs.enabled and not ann else None
     start_epoch, best = 0, {"mde_px": math.inf}
@@ -145,6 +151,7 @@ def train(
         raw.load_state_dict(ckpt.get("raw_model_state", ckpt["model_state"]))
         if average is not None and "raw_model_state" in ckpt:
             average.restore(ckpt["model_state"], int(ckpt["ema_steps"]))
+        restore_volume_head(volume_head, ckpt, out_dir / LAST_CHECKPOINT_NAME)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         follow_configured_schedule(scheduler, t.milestones, t.lr_gamma)
@@ -152,8 +159,7 @@ def train(
         if dgs is not None:
             dgs.history = list(ckpt.get("dgs_history", []))
         start_epoch, best["mde_px"] = int(ckpt["epoch"]), float(ckpt["best_val_mde_px"])
-    model = DistributedDataParallel(raw, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
-        if ctx.enabled else raw
+    model, volume_model = (_distributed(module, ctx) for module in (raw, volume_head))
     sampler, train_loader, val_loader = make_loaders(train_set, val_set, t.batch_size, cfg.eval.batch_size,
                                                      cfg.data.num_workers, ctx, seed)
     rate = None if ann else rate_penalty_of(t)
@@ -163,11 +169,12 @@ def train(
                         f"(num_bins, encoding) = {teacher.input_format} (StereoEventDataset(teacher_input=...), as open_datasets does)")
 
     def step(batch: dict[str, Any], epoch: int, index: int) -> dict[str, float]:
-        loss = training_loss(model, raw, batch, rate, index, t.loss, teacher, t.distill_weight)
+        loss = training_loss(model, raw, batch, rate, index, t.loss, teacher, t.distill_weight, volume_model,
+                             t.volume_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(raw.parameters(), t.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained, t.grad_clip)
         optimizer.step()
         if average is not None:
             average.update()
@@ -204,6 +211,8 @@ def train(
         if improved:
             save_checkpoint(out_dir / BEST_CHECKPOINT_NAME, payload)
         resume_state = {} if average is None else {"raw_model_state": raw.state_dict(), "ema_steps": average.steps}
+        if volume_head is not None:
+            resume_state["volume_head_state"] = volume_head.state_dict()
         save_checkpoint(out_dir / LAST_CHECKPOINT_NAME, {
             **payload, **resume_state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": rng_state(), "dgs_history": dgs.history if dgs is not None else [],
@@ -235,6 +244,24 @@ def train(
     if writer is not None:
         writer.close()
     return raw, last_row
+
+
+def _distributed(module: nn.Module | None, ctx: DistContext) -> nn.Module | None:
+    """``module`` wrapped in DDP under torchrun (its gradients averaged over ranks), else itself."""
+    if module is None or not ctx.enabled:
+        return module
+    return DistributedDataParallel(module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+
+def restore_volume_head(volume_head: VolumeHead | None, ckpt: dict[str, Any], path: Path) -> None:
+    """Load the volume head's state on resume; a run resumed with volume supervision switched on or off
+    would not fit its saved optimiser state."""
+    saved = ckpt.get("volume_head_state")
+    if (saved is None) != (volume_head is None):
+        raise UserError(f"{path}: was trained {'without' if saved is None else 'with'} train.volume_weight > 0; "
+                        "resume it with the same setting")
+    if volume_head is not None:
+        volume_head.load_state_dict(saved)
 
 
 def follow_configured_schedule(scheduler: torch.optim.lr_scheduler.MultiStepLR, milestones: list[int],

@@ -66,11 +66,11 @@ def test_training_applies_the_scheduled_weight_at_every_optimiser_step(tmp_path,
     seen = []
     real = training.training_loss
 
-    def recording(model, raw, batch, rate, step, kind, teacher, distill_weight):
+    def recording(model, raw, batch, rate, step, kind, teacher, distill_weight, volume_head, volume_weight):
         seen.append((step, rate.weight_at(step)))
         assert kind == "l1"  # train.loss reaches the objective
-        assert teacher is None  # no train.teacher: no distillation term
-        return real(model, raw, batch, rate, step, kind, teacher, distill_weight)
+        assert teacher is None and volume_head is None  # by default: no distillation, no volume supervision
+        return real(model, raw, batch, rate, step, kind, teacher, distill_weight, volume_head, volume_weight)
 
     monkeypatch.setattr(training, "training_loss", recording)
     cfg = toy_config(epochs=3)  # 4 examples, batch 2: 2 steps an epoch

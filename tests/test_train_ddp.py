@@ -1,4 +1,5 @@
-"""Two-process DDP on CPU (gloo): training completes and both ranks hold the same weights and b."""
+"""Two-process DDP on CPU (gloo): training completes and both ranks hold the same weights and b (with the
+training-only volume head switched on, so its own DDP wrapper is exercised too)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from stereo.training import train
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     ctx = join_test_group(rank, world_size, port)
     try:
-        model, _ = train(toy_config(epochs=2), toy_architecture(), ToyStereoDataset(4, 48, 72),
+        cfg = toy_config(epochs=2)
+        cfg.train.volume_weight = 1.0  # the volume head is a second DDP module beside the network
+        model, _ = train(cfg, toy_architecture(), ToyStereoDataset(4, 48, 72),
                          ToyStereoDataset(3, 48, 72, seed=50), out_dir, ctx, seed=3)
         params = {name: p.detach().clone() for name, p in model.named_parameters()}
         torch.save({"params": params, "b": current_lif_b(model)}, os.path.join(out_dir, f"rank{rank}.pt"))
@@ -33,7 +36,7 @@ def test_two_process_ddp_on_cpu_keeps_ranks_identical(tmp_path):
     for name, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][name]), name
     last = torch.load(tmp_path / "last.pt", weights_only=True)  # written by rank 0 only
-    assert last["epoch"] == 2 and len(last["dgs_history"]) == 1
+    assert last["epoch"] == 2 and len(last["dgs_history"]) == 1 and "volume_head_state" in last
     assert last["architecture"]["lif_b"] == pytest.approx(ranks[0]["b"])
     for name, value in ranks[0]["params"].items():
         assert torch.equal(value, last["model_state"][name])
