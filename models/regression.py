@@ -16,6 +16,13 @@ def upsample_cost(cost: torch.Tensor, max_disp: int, height: int, width: int) ->
     return F.interpolate(cost, size=(max_disp, height, width), mode="trilinear", align_corners=False).squeeze(1)
 
 
+def full_resolution_cost(cost: torch.Tensor, max_disp: int, padded: tuple[int, int],
+                         frame: tuple[int, int]) -> torch.Tensor:
+    """(B, 1, D, h, w) coarse cost of a padded frame -> (B, max_disp, H, W), upsampled to the padded size
+    and cropped back to the frame inside the padding."""
+    return upsample_cost(cost, max_disp, *padded)[..., : frame[0], : frame[1]]
+
+
 def soft_argmin_disparity(cost: torch.Tensor) -> torch.Tensor:
     """(B, D, H, W) cost -> (B, H, W) expected disparity under softmin(cost) over D (index d = d px)."""
     prob = F.softmin(cost, dim=1)

@@ -23,7 +23,7 @@ from common.errors import UserError
 from models.arch import Architecture
 from models.cost_volume import build_cost_volume, cost_volume_channels
 from models.neurons import V_THRESHOLD, MultiStepLIF, SequenceReLU, lif_modules
-from models.regression import soft_argmin_disparity, upsample_cost
+from models.regression import full_resolution_cost, soft_argmin_disparity
 from models.topology import LEVEL_DOWNSAMPLE, PAD_MULTIPLE
 from models.trellis import TrellisNet, genotype_edge_ops, path_transitions
 
@@ -94,7 +94,7 @@ class StereoNet(nn.Module):
                                    self.num_disp).unflatten(0, (steps, batch))  # (T, B, Cv, D, h, w)
         matched = self.matching(volume)  # (T, B, Cm, D, h, w)
         cost = self.cost_head(matched.mean(dim=0))
-        cost = upsample_cost(cost, self.max_disp, x_seq.shape[-2], x_seq.shape[-1])[..., :height, :width]
+        cost = full_resolution_cost(cost, self.max_disp, x_seq.shape[-2:], (height, width))
         disparity = soft_argmin_disparity(cost)
         extras = ([cost] if return_cost else []) + ([volume.mean(dim=0)] if return_volume else [])
         return (disparity, *extras) if extras else disparity

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.regression import soft_argmin_disparity, upsample_cost
+from models.regression import full_resolution_cost, soft_argmin_disparity
 from models.topology import LEVEL_DOWNSAMPLE
 
 
@@ -28,7 +28,5 @@ class VolumeHead(nn.Module):
         self.cost = nn.Conv3d(volume_channels, 1, 1)
 
     def forward(self, volume_mean: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        scale = LEVEL_DOWNSAMPLE[0]
-        padded_height, padded_width = volume_mean.shape[-2] * scale, volume_mean.shape[-1] * scale
-        cost = upsample_cost(self.cost(volume_mean), self.max_disp, padded_height, padded_width)
-        return soft_argmin_disparity(cost[..., :height, :width])
+        padded = tuple(size * LEVEL_DOWNSAMPLE[0] for size in volume_mean.shape[-2:])
+        return soft_argmin_disparity(full_resolution_cost(self.cost(volume_mean), self.max_disp, padded, (height, width)))
