@@ -36,6 +36,7 @@ PRETRAINED_ANN = REPOSITORY / "weights" / "ann_synthetic_bench.pt"
 # Output names inside a run folder, one place for every loop and reader.
 BEST_CHECKPOINT_NAME = "best.pt"
 LAST_CHECKPOINT_NAME = "last.pt"
+EPOCH_CHECKPOINT_DIR = "epochs"  # epoch_NNN.pt, with train.keep_epoch_checkpoints
 SEARCH_CHECKPOINT_NAME = "search_last.pt"
 ARCHITECTURE_NAME = "architecture.json"
 SEARCH_HISTORY_NAME = "search_history.json"

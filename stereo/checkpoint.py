@@ -38,6 +38,21 @@ def model_payload(model: nn.Module, architecture: dict[str, Any], **fields: Any)
     return {"model_state": model.state_dict(), "architecture": arch, **fields}
 
 
+
+def epoch_checkpoint_path(folder: Path, epoch: int) -> Path:
+    return folder / f"epoch_{epoch:03d}.pt"
+
+
+def keep_epoch_checkpoint(folder: Path, epoch: int, payload: dict[str, Any], keep: int) -> None:
+    """Save this epoch's payload as ``folder/epoch_NNN.pt`` and delete those older than the last ``keep``
+    epochs (a resumed run overwrites the epochs it repeats)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(epoch_checkpoint_path(folder, epoch), payload)
+    for old in folder.glob("epoch_*.pt"):
+        stem = old.stem.removeprefix("epoch_")
+        if stem.isdigit() and int(stem) <= epoch - keep:
+            old.unlink()
+
 def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 

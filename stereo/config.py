@@ -80,6 +80,9 @@ class TrainConfig:
     # (0 = keep the running averages). Short runs need it: a spiking layer fed BN's start values
     # (mean 0, var 1) stays silent in eval mode until the running averages have caught up.
     precise_bn_batches: int = 0
+    # Keep the validated weights of the last this many epochs as epochs/epoch_NNN.pt (0 = none), for
+    # averaging checkpoints afterwards (stereo/average_checkpoints.py); older ones are deleted as it goes.
+    keep_epoch_checkpoints: int = 0
 
 
 @dataclass
@@ -187,7 +190,7 @@ _MINIMUM: dict[str, int | float] = {
     "train.epochs": 1, "train.batch_size": 1, "train.lr_gamma": 0.0, "train.rate_penalty": 0.0,
     "train.grad_clip": 0.0, "train.log_every": 1, "train.precise_bn_batches": 0, "train.val_every_steps": 0,
     "train.weight_decay": 0.0, "train.rate_start_step": 0, "train.rate_ramp_steps": 0, "train.rate_target": 0.0,
-    "train.ema_decay": 0.0, "train.distill_weight": 0.0, "train.volume_weight": 0.0,
+    "train.ema_decay": 0.0, "train.distill_weight": 0.0, "train.volume_weight": 0.0, "train.keep_epoch_checkpoints": 0,
     "search.epochs": 1, "search.batch_size": 1, "search.feature_layers": 1, "search.matching_layers": 1,
     "search.filter_multiplier": 1, "search.rate_penalty": 0.0, "search.energy_penalty": 0.0, "search.grad_clip": 0.0,
     "search.arch_start_epoch": 0, "search.precise_bn_batches": 0, "search.retrain_filter_multiplier": 1,

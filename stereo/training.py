@@ -27,6 +27,7 @@ from common.paths import (
     BEST_CHECKPOINT_NAME,
     CURVE_CSV_NAME,
     DGS_HISTORY_NAME,
+    EPOCH_CHECKPOINT_DIR,
     LAST_CHECKPOINT_NAME,
     METRICS_CSV_NAME,
     TENSORBOARD_DIR_NAME,
@@ -40,6 +41,7 @@ from models.stereo_net import SpikingStereoNet, current_lif_b
 from models.topology import PAD_MULTIPLE
 from stereo.averaging import WeightAverage
 from stereo.checkpoint import (
+    keep_epoch_checkpoint,
     load_checkpoint,
     model_payload,
     rng_state,
@@ -210,6 +212,8 @@ def train(
                                 **fields)
         if improved:
             save_checkpoint(out_dir / BEST_CHECKPOINT_NAME, payload)
+        if t.keep_epoch_checkpoints:
+            keep_epoch_checkpoint(out_dir / EPOCH_CHECKPOINT_DIR, result.epoch, payload, t.keep_epoch_checkpoints)
         resume_state = {} if average is None else {"raw_model_state": raw.state_dict(), "ema_steps": average.steps}
         if volume_head is not None:
             resume_state["volume_head_state"] = volume_head.state_dict()
