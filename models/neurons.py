@@ -33,6 +33,8 @@ import torch
 from spikingjelly.activation_based import surrogate
 from torch import nn
 
+from models.conv import Conv3d
+
 V_THRESHOLD = 0.5
 DECAY = 0.2
 DEFAULT_B = 3.0
@@ -252,7 +254,7 @@ class ConvBN(nn.Module):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"ConvBN dims must be 2 or 3, got {dims}")
-        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        conv = nn.Conv2d if dims == 2 else Conv3d
         norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
         padding = kernel_size // 2 if padding is None else padding
         self.conv = conv(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)

@@ -21,6 +21,7 @@ from torch import nn
 
 from common.errors import UserError
 from models.arch import Architecture
+from models.conv import Conv3d
 from models.cost_volume import build_cost_volume, cost_volume_channels
 from models.neurons import V_THRESHOLD, MultiStepLIF, SequenceReLU, lif_modules
 from models.regression import full_resolution_cost, soft_argmin_disparity
@@ -68,7 +69,7 @@ class StereoNet(nn.Module):
         self.cost_volume = cost_volume
         self.feature = feature
         self.matching = matching
-        self.cost_head = nn.Conv3d(matching.out_channels, 1, 3, padding=1)
+        self.cost_head = Conv3d(matching.out_channels, 1, 3, padding=1)
         if membrane_shortcuts and not ann:  # the residual recipe: shortcuts with threshold-scaled BN
             threshold_scaled_batchnorm(self)
 
