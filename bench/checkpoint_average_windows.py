@@ -6,7 +6,7 @@ window K, the last K kept epochs are averaged (stereo/average_checkpoints.py) an
 validation frames (eval/disparity.py --split val); the K with the lowest validation MDE is then scored
 on test beside best.pt. Writes RUN/average_windows.csv and prints the table.
 
-    python bench/bench_checkpoint_average.py runs/bench_learning/NAME/snn_seed2 --windows 1 3 6 9 12 21
+    python bench/checkpoint_average_windows.py runs/bench_learning/NAME/snn_seed2 --windows 1 3 6 9 12 21
 """
 
 from __future__ import annotations
