@@ -123,6 +123,8 @@ def test_the_average_cli_writes_a_loadable_network_and_refuses_foreign_runs(tmp_
     expected = (load_checkpoint(first)["model_state"][key] + load_checkpoint(second)["model_state"][key]) / 2
     assert torch.allclose(net.state_dict()[key], expected) and ckpt["averaged_epochs"] == [1, 2]
     assert "epochs 1, 2" in capsys.readouterr().out
+    average_cli.main([str(first), str(second)])
+    assert (tmp_path / "averaged.pt").is_file()  # the default: beside them
     with pytest.raises(UserError, match="another architecture or input format"):
         average_cli.main([str(first), str(other), "--out", str(tmp_path / "bad.pt")])
     assert not (tmp_path / "bad.pt").exists()
