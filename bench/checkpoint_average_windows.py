@@ -23,19 +23,24 @@ from common.paths import BEST_CHECKPOINT_NAME, EPOCH_CHECKPOINT_DIR
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
+def quiet(command: list[str]) -> None:
+    """Run a project CLI without its progress bars; on failure show its error and stop."""
+    done = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{' '.join(command[:2])}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+
+
 def evaluate(checkpoint: Path, split: str, out: Path) -> dict[str, float]:
     """eval/disparity.py on one checkpoint and split: dense MDE and 1PA over all images."""
-    subprocess.run([sys.executable, str(REPOSITORY / "eval" / "disparity.py"), "--checkpoint", str(checkpoint),
-                    "--split", split, "--mask", "dense", "--baselines", "", "--out", str(out)],
-                   check=True, stdout=subprocess.DEVNULL)
+    quiet([str(REPOSITORY / "eval" / "disparity.py"), "--checkpoint", str(checkpoint), "--split", split,
+           "--mask", "dense", "--baselines", "", "--out", str(out)])
     result = json.loads((out / "metrics.json").read_text())["results"]
     scores = next(iter(result.values()))["dense"]["all"]
     return {"mde_px": scores["mde_px"], "1pa": scores["1pa"]}
 
 
-def average(run: Path, epochs: list[Path], out: Path) -> Path:
-    subprocess.run([sys.executable, str(REPOSITORY / "stereo" / "average_checkpoints.py"), *map(str, epochs),
-                    "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+def average(epochs: list[Path], out: Path) -> Path:
+    quiet([str(REPOSITORY / "stereo" / "average_checkpoints.py"), *map(str, epochs), "--out", str(out)])
     return out
 
 
@@ -52,7 +57,7 @@ def main() -> None:
     rows = []
     for window in sorted(set(w for w in args.windows if 0 < w <= len(kept))):
         chosen = kept[-window:]
-        averaged = average(args.run, chosen, work / f"last{window}.pt")
+        averaged = average(chosen, work / f"last{window}.pt")
         rows.append({"checkpoint": f"average of the last {window}", "window": window,
                      "epochs": f"{chosen[0].stem[6:]}-{chosen[-1].stem[6:]}", "split": "val",
                      **evaluate(averaged, "val", work / f"last{window}_val")})

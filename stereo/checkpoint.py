@@ -38,7 +38,6 @@ def model_payload(model: nn.Module, architecture: dict[str, Any], **fields: Any)
     return {"model_state": model.state_dict(), "architecture": arch, **fields}
 
 
-
 def epoch_checkpoint_path(folder: Path, epoch: int) -> Path:
     return folder / f"epoch_{epoch:03d}.pt"
 
@@ -52,6 +51,7 @@ def keep_epoch_checkpoint(folder: Path, epoch: int, payload: dict[str, Any], kee
         stem = old.stem.removeprefix("epoch_")
         if stem.isdigit() and int(stem) <= epoch - keep:
             old.unlink()
+
 
 def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
