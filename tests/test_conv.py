@@ -36,3 +36,20 @@ def test_torch_compile_traces_it_and_leaves_the_choice_to_inductor():
     x = torch.rand(1, 2, 4, 6, 6)
     with torch.no_grad():
         assert torch.allclose(torch.compile(conv, dynamic=False)(x), conv(x), atol=1e-5)
+
+
+def test_op_counters_see_the_usual_convolution():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Recorder() as recorder, torch.no_grad():
+        Conv3d(2, 3, 3, padding=1)(torch.rand(1, 2, 4, 6, 6))
+    assert torch.ops.aten.convolution.default in recorder.ops
