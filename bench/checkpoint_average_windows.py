@@ -27,7 +27,8 @@ def quiet(command: list[str]) -> None:
     """Run a project CLI without its progress bars; on failure show its error and stop."""
     done = subprocess.run([sys.executable, *command], capture_output=True, text=True)
     if done.returncode:
-        sys.exit(f"{' '.join(command[:2])}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+        last_line = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        sys.exit(f"{Path(command[0]).name}: {last_line}")
 
 
 def evaluate(checkpoint: Path, split: str, out: Path) -> dict[str, float]:
