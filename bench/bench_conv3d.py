@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_network import random_events
 
 import models.conv
 from common.paths import SHIPPED_ARCHITECTURE
@@ -45,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     arch = load_architecture(args.arch)
     torch.manual_seed(0)
-    inputs = {ann: [(torch.rand(1, arch.num_bins, 2, SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX) < 0.05).float()
+    inputs = {ann: [random_events(1, arch.num_bins, SENSOR_HEIGHT_PX, SENSOR_WIDTH_PX, torch.device("cpu"))
                     for _ in range(2)] for ann in (False, True)}
     nets = {ann: SpikingStereoNet(arch, 2, ann=ann).eval() for ann in (False, True)}
     cases = [(ann, route) for ann in (True, False) for route in (False, True)]

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from common.paths import BEST_CHECKPOINT_NAME, EPOCH_CHECKPOINT_DIR
+from stereo.checkpoint import kept_epoch_checkpoints
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -50,17 +51,17 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a training run folder with epochs/epoch_NNN.pt")
     parser.add_argument("--windows", type=int, nargs="+", default=[1, 3, 6, 9, 12])
     args = parser.parse_args()
-    kept = sorted((args.run / EPOCH_CHECKPOINT_DIR).glob("epoch_*.pt"))
+    kept = kept_epoch_checkpoints(args.run / EPOCH_CHECKPOINT_DIR)
     if not kept:
         sys.exit(f"error: {args.run / EPOCH_CHECKPOINT_DIR}: no epoch checkpoints "
                  "(train with --set train.keep_epoch_checkpoints=N)")
     work = args.run / "average_windows"
     rows = []
     for window in sorted(set(w for w in args.windows if 0 < w <= len(kept))):
-        chosen = kept[-window:]
-        averaged = average(chosen, work / f"last{window}.pt")
+        epochs = list(kept)[-window:]
+        averaged = average([kept[epoch] for epoch in epochs], work / f"last{window}.pt")
         rows.append({"checkpoint": f"average of the last {window}", "window": window,
-                     "epochs": f"{chosen[0].stem[6:]}-{chosen[-1].stem[6:]}", "split": "val",
+                     "epochs": f"{epochs[0]:03d}-{epochs[-1]:03d}", "split": "val",
                      **evaluate(averaged, "val", work / f"last{window}_val")})
     best = args.run / BEST_CHECKPOINT_NAME
     rows.append({"checkpoint": "best.pt", "window": 0, "epochs": "", "split": "val",

@@ -17,7 +17,7 @@ from pathlib import Path
 from common.errors import UserError, run_cli
 from common.paths import DEFAULT_TRAIN_DIR, EPOCH_CHECKPOINT_DIR
 from stereo.averaging import average_checkpoints
-from stereo.checkpoint import save_checkpoint
+from stereo.checkpoint import kept_epoch_checkpoints, save_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def default_out(last: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     kept = DEFAULT_TRAIN_DIR / EPOCH_CHECKPOINT_DIR
-    paths = list(dict.fromkeys(args.checkpoints)) or sorted(kept.glob("epoch_*.pt"))  # in the order given, once each
+    paths = list(dict.fromkeys(args.checkpoints)) or list(kept_epoch_checkpoints(kept).values())  # given order, once each
     if not paths:
         raise UserError(f"{kept}: no epoch checkpoints to average (train with --set train.keep_epoch_checkpoints=N, "
                         "or name checkpoints)")

@@ -42,14 +42,20 @@ def epoch_checkpoint_path(folder: Path, epoch: int) -> Path:
     return folder / f"epoch_{epoch:03d}.pt"
 
 
+def kept_epoch_checkpoints(folder: Path) -> dict[int, Path]:
+    """The epoch checkpoints in ``folder`` (train.keep_epoch_checkpoints) by epoch, oldest first."""
+    found = {int(p.stem.removeprefix("epoch_")): p for p in folder.glob("epoch_*.pt")
+             if p.stem.removeprefix("epoch_").isdigit()}
+    return dict(sorted(found.items()))
+
+
 def keep_epoch_checkpoint(folder: Path, epoch: int, payload: dict[str, Any], keep: int) -> None:
     """Save this epoch's payload as ``folder/epoch_NNN.pt`` and delete those older than the last ``keep``
     epochs (a resumed run overwrites the epochs it repeats)."""
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(epoch_checkpoint_path(folder, epoch), payload)
-    for old in folder.glob("epoch_*.pt"):
-        stem = old.stem.removeprefix("epoch_")
-        if stem.isdigit() and int(stem) <= epoch - keep:
+    for old_epoch, old in kept_epoch_checkpoints(folder).items():
+        if old_epoch <= epoch - keep:
             old.unlink()
 
 
