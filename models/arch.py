@@ -5,6 +5,7 @@
   "num_bins": 5, "max_disparity_px": 48, "cost_volume": "correlation",   # or "concat"
   "membrane_shortcuts": true,   # currents along edges and across cells (models/cells.py)
   "readout": "spikes",          # or "current": what the cost head reads of the matching net (below)
+  "disparity_subbins": 1,       # or 3: costs the head predicts per volume disparity (below)
   "feature":  {"path": [1, 0], "genotype": [[edge, op], ... 6 rows], "filter_multiplier": 8,
                "block_multiplier": 3, "steps": 3},
   "matching": {... same keys ...},
@@ -21,6 +22,11 @@ fires (the cost head reads its spikes, averaged over T) or hands its current to 
 are two linear maps in a row: together, one linear readout of the last cells' spikes (the head is the
 one non-spiking layer either way; the authors' classifier reads its last layer's membrane likewise).
 
+``disparity_subbins`` (optional, default 1): the cost volume steps disparity by 3 px (one level-0 pixel),
+and with 1 the head predicts one cost per step, interpolated linearly over disparity to 1 px; with 3 the
+head predicts the three 1 px disparities of each step itself (models/regression.py). Only the head's
+output channels change: the volume and the matching net stay as they are.
+
 Version 2 (cells whose edges carry currents, SPEC §6) replaced version 1 (edges that spiked). A
 version 1 file is converted on load: path and genotype mean the same cells; the ``lif_b`` entries of
 edge LIFs, which no longer exist, are dropped; its cost volume was concatenation, without shortcuts.
@@ -36,13 +42,23 @@ from common.atomic import write_json_atomic
 from common.errors import UserError
 from common.reading import read_json
 from models.cost_volume import COST_VOLUMES
-from models.topology import EDGES, NUM_EDGES, NUM_LEVELS, NUM_NODES, OPS, PAD_MULTIPLE, path_error
+from models.topology import (
+    EDGES,
+    LEVEL_DOWNSAMPLE,
+    NUM_EDGES,
+    NUM_LEVELS,
+    NUM_NODES,
+    OPS,
+    PAD_MULTIPLE,
+    path_error,
+)
 
 ARCH_FORMAT = "spikedhs-stereo-architecture"
 ARCH_VERSION = 2
 DEFAULT_COST_VOLUME = "correlation"
 READOUTS = ("spikes", "current")
 DEFAULT_READOUT = READOUTS[0]
+DISPARITY_SUBBINS = (1, LEVEL_DOWNSAMPLE[0])  # per volume step: interpolated, or one cost per full-res pixel
 
 
 @dataclass
@@ -67,6 +83,7 @@ class Architecture:
     cost_volume: str = DEFAULT_COST_VOLUME
     membrane_shortcuts: bool = True  # currents carried along edges and across cells (models/cells.py)
     readout: str = DEFAULT_READOUT  # what the cost head reads: the matching fuse's spikes or its current
+    disparity_subbins: int = 1  # costs the head predicts per cost-volume disparity step
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": ARCH_FORMAT, "version": ARCH_VERSION, **asdict(self)}
@@ -133,7 +150,7 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
     if payload.get("version") != ARCH_VERSION:
         raise UserError(f"{where}: unsupported architecture version {payload.get('version')!r} (expected {ARCH_VERSION})")
     known = {"format", "version", "feature", "matching", "num_bins", "max_disparity_px", "lif_b", "source",
-             "cost_volume", "membrane_shortcuts", "readout"}
+             "cost_volume", "membrane_shortcuts", "readout", "disparity_subbins"}
     if unknown := set(payload) - known:
         raise UserError(f"{where}: unknown key(s) {sorted(unknown)}")
     for key in ("feature", "matching"):
@@ -149,11 +166,15 @@ def architecture_from_dict(payload: Any, where: str = "architecture") -> Archite
         cost_volume=payload.get("cost_volume", DEFAULT_COST_VOLUME),
         membrane_shortcuts=payload.get("membrane_shortcuts", True),
         readout=payload.get("readout", DEFAULT_READOUT),
+        disparity_subbins=payload.get("disparity_subbins", 1),
     )
     if not isinstance(arch.membrane_shortcuts, bool):
         raise UserError(f"{where}: membrane_shortcuts must be true or false, got {arch.membrane_shortcuts!r}")
     if arch.readout not in READOUTS:
         raise UserError(f"{where}: readout must be one of {', '.join(READOUTS)}, got {arch.readout!r}")
+    if arch.disparity_subbins not in DISPARITY_SUBBINS or isinstance(arch.disparity_subbins, bool):
+        raise UserError(f"{where}: disparity_subbins must be one of {', '.join(map(str, DISPARITY_SUBBINS))}, "
+                        f"got {arch.disparity_subbins!r}")
     if arch.cost_volume not in COST_VOLUMES:
         raise UserError(f"{where}: cost_volume must be one of {', '.join(COST_VOLUMES)}, got {arch.cost_volume!r}")
     if not isinstance(arch.num_bins, int) or arch.num_bins < 1:

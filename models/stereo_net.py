@@ -6,7 +6,8 @@ left, right (B, T, C, H, W) event tensors
   -> cost volume over D = maxdisp/3 per time step: correlation (AND of left and shifted right spikes,
      binary) or concatenation, as the architecture file says
   -> matching TrellisNet (3D) -> mean over T of its fuse layer's spikes (or, with the "current" readout,
-     of the fuse's conv + BN current) -> Conv3d to one cost channel
+     of the fuse's conv + BN current) -> Conv3d to one cost channel (or to 3 sub-bin channels, one per
+     1 px disparity of each 3 px step: ``disparity_subbins``)
   -> trilinear upsample to (maxdisp, H, W) -> softmin over disparity -> expectation -> crop back.
 
 The ANN twin (``ann=True``) is the same architecture with ReLU in place of every LIF, run once (T = 1)
@@ -24,7 +25,7 @@ from models.arch import Architecture
 from models.conv import Conv3d
 from models.cost_volume import build_cost_volume, cost_volume_channels
 from models.neurons import V_THRESHOLD, MultiStepLIF, SequenceReLU, lif_modules
-from models.regression import full_resolution_cost, soft_argmin_disparity
+from models.regression import full_resolution_cost, interleave_subbins, soft_argmin_disparity
 from models.topology import LEVEL_DOWNSAMPLE, PAD_MULTIPLE
 from models.trellis import TrellisNet, genotype_edge_ops, path_transitions
 
@@ -61,7 +62,7 @@ class StereoNet(nn.Module):
     matching nets it is given: padding, the cost volume, the cost head and the soft-argmin."""
 
     def __init__(self, feature: TrellisNet, matching: TrellisNet, cost_volume: str, max_disparity_px: int,
-                 ann: bool, membrane_shortcuts: bool) -> None:
+                 ann: bool, membrane_shortcuts: bool, disparity_subbins: int = 1) -> None:
         super().__init__()
         self.ann = ann
         self.max_disp = max_disparity_px
@@ -69,7 +70,8 @@ class StereoNet(nn.Module):
         self.cost_volume = cost_volume
         self.feature = feature
         self.matching = matching
-        self.cost_head = Conv3d(matching.out_channels, 1, 3, padding=1)
+        self.disparity_subbins = disparity_subbins
+        self.cost_head = Conv3d(matching.out_channels, disparity_subbins, 3, padding=1)
         if membrane_shortcuts and not ann:  # the residual recipe: shortcuts with threshold-scaled BN
             threshold_scaled_batchnorm(self)
 
@@ -94,7 +96,7 @@ class StereoNet(nn.Module):
         volume = build_cost_volume(self.cost_volume, feat_left.flatten(0, 1), feat_right.flatten(0, 1),
                                    self.num_disp).unflatten(0, (steps, batch))  # (T, B, Cv, D, h, w)
         matched = self.matching(volume)  # (T, B, Cm, D, h, w)
-        cost = self.cost_head(matched.mean(dim=0))
+        cost = interleave_subbins(self.cost_head(matched.mean(dim=0)))
         cost = full_resolution_cost(cost, self.max_disp, x_seq.shape[-2:], (height, width))
         disparity = soft_argmin_disparity(cost)
         extras = ([cost] if return_cost else []) + ([volume.mean(dim=0)] if return_volume else [])
@@ -108,7 +110,8 @@ class SpikingStereoNet(StereoNet):
         feature = build_trellis(arch.feature, 2, in_channels, ann, arch.membrane_shortcuts)
         matching = build_trellis(arch.matching, 3, cost_volume_channels(arch.cost_volume, feature.out_channels),
                                  ann, arch.membrane_shortcuts, spiking_output=arch.readout == "spikes")
-        super().__init__(feature, matching, arch.cost_volume, arch.max_disparity_px, ann, arch.membrane_shortcuts)
+        super().__init__(feature, matching, arch.cost_volume, arch.max_disparity_px, ann, arch.membrane_shortcuts,
+                         arch.disparity_subbins)
         apply_lif_b(self, arch.lif_b)
 
 

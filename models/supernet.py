@@ -80,12 +80,12 @@ class SearchStereoNet(StereoNet):
                  feature_layers: int = 2, matching_layers: int = 4, filter_multiplier: int = 4,
                  steps: int = NUM_NODES, ann: bool = False, init_std: float = 1e-3,
                  cost_volume: str = DEFAULT_COST_VOLUME, membrane_shortcuts: bool = True,
-                 readout: str = DEFAULT_READOUT) -> None:
+                 readout: str = DEFAULT_READOUT, disparity_subbins: int = 1) -> None:
         feature = SearchTrellis(2, in_channels, filter_multiplier, steps, feature_layers, ann, init_std,
                                 membrane_shortcuts)
         matching = SearchTrellis(3, cost_volume_channels(cost_volume, feature.out_channels), filter_multiplier, steps,
                                  matching_layers, ann, init_std, membrane_shortcuts, readout == "spikes")
-        super().__init__(feature, matching, cost_volume, max_disparity_px, ann, membrane_shortcuts)
+        super().__init__(feature, matching, cost_volume, max_disparity_px, ann, membrane_shortcuts, disparity_subbins)
         self.num_bins = num_bins
         self.in_channels = in_channels
         self.filter_multiplier = filter_multiplier
@@ -100,7 +100,8 @@ class SearchStereoNet(StereoNet):
             raise ValueError("the supernet shares one filter multiplier between feature and matching nets")
         net = cls(in_channels, arch.num_bins, arch.max_disparity_px, len(arch.feature.path),
                   len(arch.matching.path), arch.feature.filter_multiplier, arch.feature.steps, ann,
-                  cost_volume=arch.cost_volume, membrane_shortcuts=arch.membrane_shortcuts, readout=arch.readout)
+                  cost_volume=arch.cost_volume, membrane_shortcuts=arch.membrane_shortcuts, readout=arch.readout,
+                  disparity_subbins=arch.disparity_subbins)
         net.set_discrete(arch)
         return net
 
@@ -139,7 +140,7 @@ class SearchStereoNet(StereoNet):
             path, genotype = net.decode()
             specs[name] = NetSpec(path, genotype, fm, self.steps, self.steps)
         arch = Architecture(specs["feature"], specs["matching"], self.num_bins, self.max_disp, {}, source,
-                            self.cost_volume, self.membrane_shortcuts, self.readout)
+                            self.cost_volume, self.membrane_shortcuts, self.readout, self.disparity_subbins)
         # The retrained net's LIF names are a subset of the supernet's: read them off its module tree, built
         # on the meta device (no memory, no initialisation work).
         with torch.device("meta"):

@@ -23,6 +23,7 @@ def test_shipped_file_is_the_current_version_with_a_spiking_correlation_volume()
     assert shipped_payload()["version"] == ARCH_VERSION == 2
     assert arch.cost_volume == "correlation" and arch.membrane_shortcuts is True
     assert arch.readout == "spikes"  # a file without the key: the cost head reads spikes
+    assert arch.disparity_subbins == 1  # nor this one: one cost per volume step, interpolated
     assert architecture_from_dict(arch.to_dict()) == arch  # round trip
 
 
@@ -41,7 +42,9 @@ def test_unknown_version_and_cost_volume_are_user_errors(tmp_path):
     for change, message in (({"version": 7}, "unsupported architecture version 7"),
                             ({"cost_volume": "sad"}, "cost_volume must be one of concat, correlation"),
                             ({"membrane_shortcuts": "yes"}, "membrane_shortcuts must be true or false"),
-                            ({"readout": "membrane"}, "readout must be one of spikes, current")):
+                            ({"readout": "membrane"}, "readout must be one of spikes, current"),
+                            ({"disparity_subbins": 2}, "disparity_subbins must be one of 1, 3"),
+                            ({"disparity_subbins": True}, "disparity_subbins must be one of 1, 3")):
         path = tmp_path / "arch.json"
         path.write_text(json.dumps({**shipped_payload(), **change}))
         with pytest.raises(UserError, match=message):

@@ -11,7 +11,7 @@ from common.errors import UserError
 from models.cost_volume import concat_cost_volume
 from models.neurons import ConvBN, SequenceReLU, lif_multistep
 from models.ops import resample_current, resample_levels
-from models.regression import soft_argmin_disparity, upsample_cost
+from models.regression import interleave_subbins, soft_argmin_disparity, upsample_cost
 from models.stereo_net import SpikingStereoNet, current_lif_b
 
 
@@ -49,6 +49,31 @@ def test_upsample_cost_gives_full_resolution_disparity_axis():
     assert up.shape == (1, 48, 6, 9)
     # with align_corners=False, full-resolution index 3d + 1 samples level-0 slice d exactly
     assert torch.allclose(up[0, 3 * 5 + 1], torch.full((6, 9), 5.0))
+
+
+def test_subbin_costs_are_laid_out_step_by_step_at_1_px():
+    steps = torch.arange(4.0).view(1, 1, 4, 1, 1)
+    cost = torch.cat([10 * steps + s for s in range(3)], dim=1)  # sub-bin s of step k costs 10k + s
+    flat = interleave_subbins(cost)
+    assert flat.shape == (1, 1, 12, 1, 1)
+    assert flat.flatten().tolist() == [10 * k + s for k in range(4) for s in range(3)]
+
+
+@pytest.mark.parametrize("ann", [False, True])
+@pytest.mark.parametrize(("bias", "expected"), [((9.0, 9.0, -9.0), 3 * 3.5 + 2), ((-9.0, 9.0, 9.0), 3 * 3.5)])
+def test_a_subbin_head_puts_each_subbin_at_its_own_disparity(ann, bias, expected):
+    """A head that prefers one sub-bin everywhere: the soft-argmin is the mean of that sub-bin's
+    disparities 3k + s over the 8 steps of a 24 px network (one cost per step would give 11.5)."""
+    arch = toy_architecture()
+    arch.disparity_subbins = 3
+    net = SpikingStereoNet(arch, ann=ann).eval()
+    with torch.no_grad():
+        net.cost_head.weight.zero_()
+        net.cost_head.bias.copy_(torch.tensor(bias))
+        pair = toy_pair(24, 48)
+        disparity = net(pair["left"][None], pair["right"][None])
+    assert net.cost_head.out_channels == 3
+    assert torch.allclose(disparity, torch.full_like(disparity, expected), atol=1e-3)
 
 
 @pytest.mark.parametrize("ann", [False, True])

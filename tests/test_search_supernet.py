@@ -41,15 +41,17 @@ def _events(seed: int, shape=(1, 3, 2, 24, 48)) -> torch.Tensor:
     return (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < 0.3).float()
 
 
-@pytest.mark.parametrize("readout", ["spikes", "current"])
-def test_discrete_supernet_computes_exactly_what_the_retrained_network_computes(readout):
+@pytest.mark.parametrize(("readout", "subbins"), [("spikes", 1), ("current", 1), ("spikes", 3)])
+def test_discrete_supernet_computes_exactly_what_the_retrained_network_computes(readout, subbins):
     torch.manual_seed(0)
-    supernet = SearchStereoNet.from_architecture(dataclasses.replace(ARCH, readout=readout), in_channels=2)
+    supernet = SearchStereoNet.from_architecture(
+        dataclasses.replace(ARCH, readout=readout, disparity_subbins=subbins), in_channels=2)
     _randomise(supernet, 1)
     lifs = lif_modules(supernet)
     lifs["feature.stem.0.neuron"].b.fill_(2.2)  # a DGS-moved b travels with the architecture
     arch = supernet.decode()  # in discrete mode: ARCH itself, with the current b of its LIF layers
     assert (arch.feature, arch.matching, arch.readout) == (ARCH.feature, ARCH.matching, readout)
+    assert arch.disparity_subbins == subbins
     assert arch.lif_b["feature.stem.0.neuron"] == 2.2
     retrained = SpikingStereoNet(arch, in_channels=2)
     super_state = supernet.state_dict()
